@@ -1,0 +1,64 @@
+"""Kernels of the NumPy reference backend.
+
+Generated modules copy the functions they use from this file, so it imports numpy and
+nothing else, and each function reads as the definition of its op.
+"""
+import numpy as np
+
+
+def cast(x, dtype):
+    return np.asarray(x).astype(dtype)
+
+
+def scalar(x, dtype):
+    return np.asarray(x, dtype=dtype)
+
+
+def relu(x):
+    return np.maximum(x, np.zeros((), x.dtype))
+
+
+def sigmoid(x):
+    return (1 / (1 + np.exp(-x.astype(np.float64)))).astype(x.dtype)
+
+
+def silu(x):
+    return x * sigmoid(x)
+
+
+def softplus(x):
+    return np.logaddexp(np.zeros((), x.dtype), x)
+
+
+def rsqrt(x):
+    return (1 / np.sqrt(x.astype(np.float64))).astype(x.dtype)
+
+
+def erf(x):
+    # Numerical Recipes' erfc (Chebyshev fit, relative error < 1.2e-7), evaluated in float64.
+    z = np.abs(x.astype(np.float64))
+    t = 1 / (1 + 0.5 * z)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    erfc = t * np.exp(-z * z + poly)
+    return np.where(x >= 0, 1 - erfc, erfc - 1).astype(x.dtype)
+
+
+def gelu(x):
+    return (0.5 * x * (1 + erf(x / np.sqrt(2).astype(x.dtype)))).astype(x.dtype)
+
+
+def gelu_tanh(x):
+    x64 = x.astype(np.float64)
+    return (0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3)))).astype(x.dtype)
+
+
+def softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))

@@ -1,0 +1,2 @@
+"""NumPy kernels for convolution, pooling and resampling (numpy its only import)."""
+import numpy as np

@@ -1,0 +1,217 @@
+"""`archc`: the command-line driver.
+
+Exit codes: 0 ok, 1 an error in the user's input (rendered as `file:line:col: error: …`),
+2 a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from .diagnostics import CompileError, Diagnostic, SourceCache, render
+
+
+def _common(p: argparse.ArgumentParser, weights: bool = True) -> None:
+    p.add_argument("file", help="the .arch file")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override an axis size or constant declared in the file (repeatable)")
+    if weights:
+        p.add_argument("--weights", metavar="FILE", help=".safetensors or .npz file, bound by parameter name")
+        p.add_argument("--seed", type=int, default=0, help="seed for parameter initializers (default 0)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archc", description="Compile .arch model descriptions to ONNX and NumPy.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="parse and type-check only", description="Parse and type-check a .arch file.")
+    _common(p, weights=False)
+
+    p = sub.add_parser("compile", help="compile to an ONNX model", description="Compile a .arch file to ONNX.")
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the newest onnxruntime runs)")
+    p.add_argument("--no-check", action="store_true", help="skip onnx.checker on the written model")
+
+    p = sub.add_parser("run", help="run the model on inputs", description="Run a model with the NumPy or ONNX backend.")
+    _common(p)
+    p.add_argument("--backend", choices=["numpy", "onnx"], default="numpy")
+    p.add_argument("--inputs", metavar="IN.npz", help="inputs by the model's input names (random when absent)")
+    p.add_argument("--output", required=True, metavar="OUT.npz", help="outputs are saved by output name")
+    p.add_argument("--opset", type=int, default=None)
+
+    p = sub.add_parser("emit-numpy", help="write the standalone NumPy reference module",
+                       description="Write a standalone Python module (numpy its only import) computing the model.")
+    _common(p, weights=False)
+    p.add_argument("-o", "--output", required=True, metavar="model.py")
+
+    p = sub.add_parser("ir", help="print the typed IR", description="Print the typed IR of a .arch file.")
+    _common(p, weights=False)
+    return parser
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _opset(requested: Optional[int]) -> int:
+    from archlang.backends.onnx_export import DEFAULT_OPSET, MIN_OPSET
+    import onnx
+    if requested is None:
+        return DEFAULT_OPSET
+    if not MIN_OPSET <= requested <= onnx.defs.onnx_opset_version():
+        raise CompileError(Diagnostic(f"--opset {requested} is not supported; use {MIN_OPSET} to "
+                                      f"{onnx.defs.onnx_opset_version()}", None))
+    return requested
+
+
+def cmd_check(args, sources) -> int:
+    from .driver import load_graph, parse_sets
+    graph = load_graph(args.file, sources, parse_sets(args.set))
+    n_params = sum(int(__import__("math").prod(a.size.value for a in p.type.axes)) for p in graph.params.values())
+    print(f"{args.file}: ok: model `{graph.name}`, {len(graph.nodes)} nodes, {n_params:,} parameters")
+    return 0
+
+
+def cmd_ir(args, sources) -> int:
+    from .driver import load_graph, parse_sets
+    from .ir import print_graph
+    sys.stdout.write(print_graph(load_graph(args.file, sources, parse_sets(args.set))))
+    return 0
+
+
+def cmd_emit_numpy(args, sources) -> int:
+    from archlang.backends.numpy_codegen import emit_module
+    from .driver import load_graph, parse_sets
+    graph = load_graph(args.file, sources, parse_sets(args.set))
+    _write_atomic(args.output, emit_module(graph, args.file).encode())
+    return 0
+
+
+def cmd_compile(args, sources) -> int:
+    import onnx
+    from archlang.backends.onnx_export import save, to_onnx
+    from .driver import load_graph, load_params, parse_sets
+    start = time.perf_counter()
+    opset = _opset(args.opset)
+    graph = load_graph(args.file, sources, parse_sets(args.set))
+    params = load_params(graph, args.weights, args.seed)
+    model = to_onnx(graph, params, opset)
+    save(model, args.output)
+    if not args.no_check:
+        onnx.checker.check_model(args.output, full_check=True)
+    print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {opset}) in {time.perf_counter() - start:.2f} s",
+          file=sys.stderr)
+    return 0
+
+
+def _random_inputs(graph, seed: int) -> dict:
+    import numpy as np
+    from archlang.backends.numpy_codegen import _np_dtype
+    rng = np.random.default_rng(seed)
+    symbols = {s: 2 if i == 0 else 8 for i, s in enumerate(sorted(graph.symbols))}
+    out = {}
+    for name, v in graph.inputs:
+        shape = []
+        for a in v.type.axes:
+            if a.size.is_static:
+                shape.append(a.size.value)
+            else:
+                from archlang.backends.numpy_codegen import eval_size
+                shape.append(eval_size(a.size, symbols))
+        dtype = _np_dtype(v.type.dtype)
+        if v.type.dtype == "bool":
+            out[name] = rng.random(shape) < 0.5
+        elif dtype.startswith(("int", "uint")):
+            # Index inputs stay inside the smallest axis they could index (a safe default).
+            bound = min([p.type.axes[0].size.value for p in graph.params.values() if p.type.axes] or [2])
+            out[name] = rng.integers(0, max(bound, 1), shape).astype(dtype)
+        else:
+            out[name] = rng.standard_normal(shape).astype(dtype)
+    return out
+
+
+def cmd_run(args, sources) -> int:
+    import io
+    import numpy as np
+    from .driver import load_graph, load_params, parse_sets
+    graph = load_graph(args.file, sources, parse_sets(args.set))
+    params = load_params(graph, args.weights, args.seed)
+    if args.inputs:
+        try:
+            with np.load(args.inputs, allow_pickle=False) as z:
+                inputs = {k: z[k] for k in z.files}
+        except Exception as e:
+            raise CompileError(Diagnostic(f"cannot read inputs {args.inputs}: {e}", None)) from None
+        unknown = set(inputs) - {n for n, _ in graph.inputs}
+        if unknown:
+            raise CompileError(Diagnostic(f"{args.inputs}: no model input named {', '.join(sorted(unknown))}; "
+                                          f"inputs are {', '.join(n for n, _ in graph.inputs)}", None))
+    else:
+        inputs = _random_inputs(graph, args.seed)
+    if args.backend == "numpy":
+        from archlang.backends.numpy_codegen import run_graph
+        outputs = run_graph(graph, params, inputs)
+    else:
+        import onnxruntime as ort
+        from archlang.backends.onnx_export import to_onnx
+        model = to_onnx(graph, params, _opset(args.opset))
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        names = [n for n, _ in graph.outputs]
+        feeds = {n: inputs[n] for n, _ in graph.inputs if n in inputs}
+        missing = [n for n, _ in graph.inputs if n not in inputs]
+        if missing:
+            raise CompileError(Diagnostic(f"missing input `{missing[0]}`", None))
+        outputs = dict(zip(names, session.run(names, feeds)))
+    buf = io.BytesIO()
+    np.savez(buf, **outputs)
+    _write_atomic(args.output, buf.getvalue())
+    for n, a in outputs.items():
+        print(f"{n}: {a.dtype}{list(a.shape)}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "run": cmd_run, "emit-numpy": cmd_emit_numpy, "ir": cmd_ir}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = make_parser().parse_args(argv)
+    sources = SourceCache()
+    try:
+        return COMMANDS[args.command](args, sources)
+    except CompileError as e:
+        for d in e.diagnostics:
+            print(render(d, sources), file=sys.stderr)
+        return 1
+    except ValueError as e:  # malformed option values (for example --set)
+        print(f"archc: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from archlang.backends.numpy_codegen import RunError
+        if isinstance(e, RunError):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if os.environ.get("ARCHC_DEBUG"):
+            raise
+        print(f"archc: internal error: {e.__class__.__name__}: {e}\n"
+              "this is a bug in archc; run with ARCHC_DEBUG=1 for details", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The pipeline as plain function calls: load -> build -> (backends)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .build import build_graph
+from .diagnostics import SourceCache
+from .ir import Graph
+from .program import load_program
+from .weights import bind_weights, initialize_all, read_weights_file
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def load_graph(path: str, sources: SourceCache, sets: Optional[dict[str, str]] = None,
+               text: Optional[str] = None) -> Graph:
+    program = load_program(path, sources, text)
+    return build_graph(program, sets)
+
+
+def load_params(graph: Graph, weights: Optional[str], seed: int) -> dict[str, np.ndarray]:
+    if weights:
+        return bind_weights(graph, read_weights_file(weights), weights)
+    return initialize_all(graph, seed)

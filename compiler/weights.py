@@ -1,0 +1,135 @@
+"""Parameter tensors: seeded initializers, and binding a weights file by hierarchical name."""
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+from typing import Mapping, Optional
+
+import numpy as np
+
+from .axes import FLOAT_DTYPES
+from .diagnostics import CompileError, Diagnostic
+from .ir import Graph, ParamSpec
+from .ops.registry import numpy_dtype
+
+
+def _shape(spec: ParamSpec) -> tuple[int, ...]:
+    return tuple(a.size.value for a in spec.type.axes)
+
+
+def _fans(spec: ParamSpec, fan_in_axes: Optional[tuple[str, ...]]) -> tuple[int, int]:
+    shape = dict(zip(spec.type.names, _shape(spec)))
+    total = math.prod(shape.values()) or 1
+    if fan_in_axes:
+        fan_in = math.prod(shape[a] for a in fan_in_axes)
+        return fan_in, total // max(fan_in, 1)
+    dims = list(shape.values())
+    if len(dims) < 2:
+        return total, total
+    return math.prod(dims[:-1]), math.prod(dims[1:])
+
+
+def initialize(spec: ParamSpec, seed: int) -> np.ndarray:
+    """The initial value of one parameter; each has its own stream, keyed by its name."""
+    rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
+    shape = _shape(spec)
+    kind, args, kwargs = spec.init
+    dtype = numpy_dtype(spec.type.dtype)
+    fan_in, fan_out = _fans(spec, kwargs.get("fan_in"))
+    if kind == "zeros":
+        out = np.zeros(shape)
+    elif kind == "ones":
+        out = np.ones(shape)
+    elif kind == "constant":
+        out = np.full(shape, args[0])
+    elif kind == "normal":
+        mean, std = (0.0, args[0]) if len(args) == 1 else args
+        out = rng.standard_normal(shape, dtype=np.float32) * np.float32(std) + np.float32(mean)
+    elif kind == "uniform":
+        lo, hi = args if args else (-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        out = rng.uniform(lo, hi, shape)
+    elif kind == "xavier":
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        out = rng.uniform(-bound, bound, shape)
+    elif kind == "kaiming":
+        out = rng.standard_normal(shape, dtype=np.float32) * np.float32(math.sqrt(2.0 / fan_in))
+    else:
+        raise ValueError(kind)
+    return np.ascontiguousarray(out, dtype=dtype)
+
+
+def initialize_all(graph: Graph, seed: int) -> dict[str, np.ndarray]:
+    return {name: initialize(spec, seed) for name, spec in graph.params.items()}
+
+
+def stored_shape(spec: ParamSpec) -> tuple[int, ...]:
+    """The shape a weights file holds this parameter in (its `as [...]` layout, if any)."""
+    if spec.layout is None:
+        return _shape(spec)
+    sizes = dict(zip(spec.type.names, _shape(spec)))
+    return tuple(math.prod(sizes[a] for a in group) for group in spec.layout)
+
+
+def from_stored(spec: ParamSpec, array: np.ndarray) -> np.ndarray:
+    """Stored layout -> the declared axis order (split merged groups, then transpose)."""
+    if spec.layout is None:
+        return array
+    sizes = dict(zip(spec.type.names, _shape(spec)))
+    flat = [a for group in spec.layout for a in group]
+    split = array.reshape([sizes[a] for a in flat])
+    return np.ascontiguousarray(np.transpose(split, [flat.index(a) for a in spec.type.names]))
+
+
+def read_weights_file(path: str) -> dict[str, np.ndarray]:
+    """Tensors of a .safetensors or .npz file, never unpickling anything."""
+    p = Path(path)
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.numpy import load_file
+            return dict(load_file(str(p)))
+        if p.suffix == ".npz":
+            with np.load(str(p), allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise CompileError(Diagnostic(f"weights file not found: {path}", None)) from None
+    except Exception as e:  # a corrupt or hostile file: report, never crash
+        raise CompileError(Diagnostic(f"cannot read weights file {path}: {e}", None)) from None
+    raise CompileError(Diagnostic(f"weights file {path}: expected a .safetensors or .npz file", None))
+
+
+def bind_weights(graph: Graph, tensors: Mapping[str, np.ndarray], path: str = "weights") -> dict[str, np.ndarray]:
+    """Match file tensors to parameters by name; one error lists every mismatch."""
+    out: dict[str, np.ndarray] = {}
+    missing, misshaped, wrong_dtype = [], [], []
+    used: set[str] = set()
+    for name, spec in graph.params.items():
+        key = spec.source_name
+        if key not in tensors:
+            missing.append(f"{key} {list(stored_shape(spec))}")
+            continue
+        used.add(key)
+        arr = tensors[key]
+        want = stored_shape(spec)
+        if tuple(arr.shape) != want:
+            misshaped.append(f"{key}: expected {list(want)}, found {list(arr.shape)}")
+            continue
+        dtype = numpy_dtype(spec.type.dtype)
+        if arr.dtype != dtype:
+            if not (spec.type.dtype in FLOAT_DTYPES and np.issubdtype(arr.dtype, np.floating)):
+                wrong_dtype.append(f"{key}: expected {spec.type.dtype}, found {arr.dtype}")
+                continue
+            arr = arr.astype(dtype)
+        out[name] = from_stored(spec, arr)
+    unexpected = sorted(set(tensors) - used)
+    if missing or misshaped or unexpected or wrong_dtype:
+        lines = [f"{path} does not fit this model"]
+        for title, items in (("missing", missing), ("unexpected", unexpected),
+                             ("mis-shaped", misshaped), ("wrong dtype", wrong_dtype)):
+            if items:
+                lines.append(f"  {title} ({len(items)}):")
+                lines += [f"    {i}" for i in items[:50]]
+                if len(items) > 50:
+                    lines.append(f"    … and {len(items) - 50} more")
+        raise CompileError(Diagnostic("\n".join(lines), None))
+    return out

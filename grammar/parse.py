@@ -1,0 +1,350 @@
+"""Text -> AST: the Lark parser, the tree -> AST transformer and syntax-error reports."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+
+KEYWORDS = {"use", "axis", "const", "block", "model", "param", "from", "as", "return",
+            "repeat", "shared", "over", "and", "or", "not", "inf"}
+
+# What an expected terminal is called in an error message.
+TERMINAL_NAMES = {
+    "NAME": "a name", "INT": "an integer", "NUMBER": "a number", "STRING": "a string",
+    "DTYPE": "a dtype (f32, i64, ...)", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
+    "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",
+    "__ANON_0": "`->`", "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "SLASH": "`/`",
+    "ELLIPSIS": "`...`", "COMPARE": "a comparison", "AT": "`@`", "VBAR": "`|`", "TILDE": "`~`",
+    "RETURN": "`return`", "OVER": "`over`", "AS": "`as`", "FROM": "`from`",
+}
+
+
+class SyntaxErrorReport(Exception):
+    """A syntax error at a position; the compiler renders it as a diagnostic."""
+
+    def __init__(self, message: str, span: ast.Span, help: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.help = help
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    return Lark.open("arch.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
+                     maybe_placeholders=True)
+
+
+def _span(file: str, meta_or_token) -> ast.Span:
+    m = meta_or_token
+    if isinstance(m, Token):
+        return ast.Span(file, m.line, m.column, m.end_line, m.end_column)
+    return ast.Span(file, m.line, m.column, m.end_line, m.end_column)
+
+
+def _names(items) -> tuple[str, ...]:
+    return tuple(str(t) for t in items if t is not None)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """One method per grammar rule or alias."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def s(self, meta) -> ast.Span:
+        return _span(self.file, meta)
+
+    # ---- top level ----
+    def start(self, meta, items):
+        return ast.Module(self.file, tuple(items))
+
+    def use_decl(self, meta, c):
+        return ast.Use(str(c[0])[1:-1], self.s(meta))
+
+    def axis_decl(self, meta, defs):
+        return ast.AxisDecl(tuple(defs), self.s(meta))
+
+    def axis_symbolic(self, meta, c):
+        return ast.AxisDef(str(c[0]), "symbolic", None, None, self.s(meta))
+
+    def axis_sized(self, meta, c):
+        return ast.AxisDef(str(c[0]), "sized", c[1], None, self.s(meta))
+
+    def axis_like(self, meta, c):
+        return ast.AxisDef(str(c[0]), "like", None, str(c[1]), self.s(meta))
+
+    def const_decl(self, meta, c):
+        return ast.ConstDecl(str(c[0]), c[1], self.s(meta))
+
+    def _function(self, kind, meta, c):
+        name = str(c[0])
+        axis_params: tuple[str, ...] = ()
+        args: list[ast.TypedArg] = []
+        for item in c[1:-2]:
+            if isinstance(item, _AxisParams):
+                axis_params = item.names
+            elif isinstance(item, ast.TypedArg):
+                args.append(item)
+        return ast.Function(kind, name, axis_params, tuple(args), c[-2], c[-1], self.s(meta))
+
+    def block_def(self, meta, c):
+        return self._function("block", meta, c)
+
+    def model_def(self, meta, c):
+        return self._function("model", meta, c)
+
+    def axis_params(self, meta, c):
+        return _AxisParams(_names(c))
+
+    def typed_arg(self, meta, c):
+        return ast.TypedArg(str(c[0]), c[1], self.s(meta))
+
+    def single_result(self, meta, c):
+        return (ast.TypedArg("output", c[0], self.s(meta)),)
+
+    def named_results(self, meta, c):
+        return tuple(c)
+
+    def tensor_type(self, meta, c):
+        return ast.TensorType(str(c[0]), tuple(a for a in c[1:] if a is not None), self.s(meta))
+
+    def type_axis(self, meta, c):
+        return ast.TypeAxis(str(c[0]), self.s(meta))
+
+    def rest_axes(self, meta, c):
+        return ast.TypeAxis("...", self.s(meta))
+
+    def body(self, meta, c):
+        return tuple(c)
+
+    # ---- statements ----
+    def param_stmt(self, meta, c):
+        dtype = init = source = None
+        axes: list[str] = []
+        for item in c[1:]:
+            if isinstance(item, ast.ParamInit):
+                init = item
+            elif isinstance(item, ast.ParamSource):
+                source = item
+            elif isinstance(item, Token) and item.type == "DTYPE":
+                dtype = str(item)
+            elif isinstance(item, Token):
+                axes.append(str(item))
+        return ast.ParamStmt(str(c[0]), dtype, tuple(axes), init, source, self.s(meta))
+
+    def param_init(self, meta, c):
+        over = c[-1] if c and isinstance(c[-1], ast.Over) else None
+        args = tuple(a for a in c[1:] if a is not None and not isinstance(a, ast.Over))
+        return ast.ParamInit(str(c[0]), args, over, self.s(meta))
+
+    def param_source(self, meta, c):
+        layout = tuple(c[1:]) if len(c) > 1 and c[1] is not None else None
+        return ast.ParamSource(str(c[0])[1:-1], layout, self.s(meta))
+
+    def layout_item(self, meta, c):
+        return (str(c[0]),)
+
+    def layout_group(self, meta, c):
+        return _names(c)
+
+    def assign_stmt(self, meta, c):
+        return ast.Assign(_names(c[:-1]), c[-1], self.s(meta))
+
+    def return_stmt(self, meta, c):
+        return ast.Return(tuple(c), self.s(meta))
+
+    def repeat_expr(self, meta, c):
+        count = int(c[0]) if c[0].type == "INT" else str(c[0])
+        shared = len(c) == 3
+        return ast.Repeat(count, shared, c[-1], self.s(meta))
+
+    # ---- sizes ----
+    def size_int(self, meta, c):
+        return ast.SizeInt(int(c[0]), self.s(meta))
+
+    def size_name(self, meta, c):
+        return ast.SizeName(str(c[0]), self.s(meta))
+
+    def _size_bin(op):
+        def f(self, meta, c):
+            return ast.SizeBinary(op, c[0], c[1], self.s(meta))
+        return f
+
+    size_add, size_sub, size_mul = _size_bin("+"), _size_bin("-"), _size_bin("*")
+    size_div, size_floordiv = _size_bin("/"), _size_bin("//")
+
+    # ---- expressions ----
+    def number(self, meta, c):
+        text = str(c[0])
+        value = int(text) if text.isdigit() else float(text)
+        return ast.Number(value, text, self.s(meta))
+
+    def infinity(self, meta, c):
+        return ast.Number(float("inf"), "inf", self.s(meta))
+
+    def var(self, meta, c):
+        return ast.Var(str(c[0]), self.s(meta))
+
+    def index(self, meta, c):
+        return ast.Index(str(c[0]), c[1], self.s(meta))
+
+    def axis_size(self, meta, c):
+        return ast.AxisSize(str(c[0]), self.s(meta))
+
+    def _binary(op):
+        def f(self, meta, c):
+            return ast.Binary(op, c[0], c[1], self.s(meta))
+        return f
+
+    add, sub, mul, div = _binary("add"), _binary("sub"), _binary("mul"), _binary("div")
+    contract, pow = _binary("contract"), _binary("pow")
+    logical_and, logical_or = _binary("and"), _binary("or")
+
+    def compare(self, meta, c):
+        op = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}[str(c[1])]
+        return ast.Binary(op, c[0], c[2], self.s(meta), _span(self.file, c[1]))
+
+    def neg(self, meta, c):
+        return ast.Unary("neg", c[0], self.s(meta))
+
+    def logical_not(self, meta, c):
+        return ast.Unary("not", c[0], self.s(meta))
+
+    def grouped_over(self, meta, c):
+        return ast.GroupedOver(c[0], c[1], self.s(meta))
+
+    def call(self, meta, c):
+        return self._call(meta, c)
+
+    def block_call(self, meta, c):
+        return self._call(meta, c)
+
+    def _call(self, meta, c):
+        name_tok = c[0]
+        rest = [x for x in c[1:]]
+        binding = ()
+        if rest and isinstance(rest[0], _Binding):
+            binding = rest.pop(0).items
+        elif rest and rest[0] is None:
+            rest.pop(0)
+        instance = None
+        if rest and isinstance(rest[-1], _Instance):
+            instance = rest.pop().name
+        elif rest and rest[-1] is None:
+            rest.pop()
+        over = None
+        if rest and isinstance(rest[-1], ast.Over):
+            over = rest.pop()
+        elif rest and rest[-1] is None and len(rest) >= 1:
+            rest.pop()
+        args = tuple(a for a in rest if a is not None)
+        return ast.Call(str(name_tok), binding, args, over, instance, self.s(meta), _span(self.file, name_tok))
+
+    def binding(self, meta, c):
+        return _Binding(tuple(c))
+
+    def instance_name(self, meta, c):
+        text = str(c[0])
+        return _Instance(text[1:-1] if text.startswith('"') else text)
+
+    def kwarg(self, meta, c):
+        return ast.Keyword(str(c[0]), c[1], self.s(meta))
+
+    def axis_group(self, meta, c):
+        return _Group(_names(c), len(c) > 1)
+
+    def axis_map(self, meta, c):
+        return ast.AxisMap(c[0].names, c[1].names, c[0].grouped, c[1].grouped, self.s(meta))
+
+    def dtype_arg(self, meta, c):
+        return ast.DTypeArg(str(c[0]), self.s(meta))
+
+    def string_arg(self, meta, c):
+        return ast.StringArg(str(c[0])[1:-1], self.s(meta))
+
+    def over_clause(self, meta, c):
+        inner = c[0]
+        if isinstance(inner, ast.AxisMap):
+            return ast.Over(inner.source, inner.target, self.s(meta))
+        return ast.Over(inner, None, self.s(meta))
+
+    def over_axes(self, meta, c):
+        return _names(c)
+
+    def axis_map_over(self, meta, c):
+        return ast.AxisMap(c[0].names, c[1].names, c[0].grouped, c[1].grouped, self.s(meta))
+
+
+class _AxisParams:
+    def __init__(self, names):
+        self.names = names
+
+
+class _Binding:
+    def __init__(self, items):
+        self.items = items
+
+
+class _Instance:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Group:
+    def __init__(self, names, grouped):
+        self.names = names
+        self.grouped = grouped
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = sorted({TERMINAL_NAMES.get(t, f"`{t.lower()}`" if t.isalpha() else t) for t in expected})
+    if len(names) > 6:
+        return "an expression or statement"
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _syntax_error(file: str, text: str, e: UnexpectedInput) -> SyntaxErrorReport:
+    line, col = max(e.line, 1), max(e.column, 1)
+    if isinstance(e, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        span = ast.Span(file, line, col, line, col + 1)
+        return SyntaxErrorReport(f"unexpected end of file; expected {_describe_expected(set(e.expected))}", span)
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
+        span = ast.Span(file, line, col, line, col + 1)
+        return SyntaxErrorReport(f"unexpected character `{ch}`", span)
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    if tok.type == "$END":
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        span = ast.Span(file, line, col, line, col + 1)
+        return SyntaxErrorReport(f"unexpected end of file; expected {_describe_expected(set(e.expected))}", span)
+    span = ast.Span(file, line, col, tok.end_line or line, tok.end_column or col + len(str(tok)))
+    shown = str(tok)
+    help = None
+    if shown in KEYWORDS and "NAME" in e.expected:
+        help = f"`{shown}` is a keyword and cannot be used as a name"
+    return SyntaxErrorReport(f"unexpected `{shown}`; expected {_describe_expected(set(e.expected))}", span, help)
+
+
+def parse(text: str, file: str = "<input>") -> ast.Module:
+    """Parse .arch source into an AST; raises SyntaxErrorReport on the first syntax error."""
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(file, text, e) from None
+    try:
+        return _ToAst(file).transform(tree)
+    except VisitError as e:  # a transformer bug, never user input; keep the original
+        raise e.orig_exc

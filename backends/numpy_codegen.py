@@ -90,6 +90,9 @@ class Evaluator:
     def shape(self, axes: Sequence[Axis]) -> tuple[int, ...]:
         return tuple(self.size(a.size) for a in axes)
 
+    def broadcast(self, x: Any, axes: Sequence[Axis]) -> Any:
+        return np.broadcast_to(x, self.shape(axes))
+
     def const(self, value: np.ndarray) -> np.ndarray:
         return value
 
@@ -161,6 +164,9 @@ class CodeWriter:
 
     def shape(self, axes: Sequence[Axis]) -> Code:
         return Code("(" + "".join(_lit(self.size(a.size)) + ", " for a in axes).rstrip(" ") + ")")
+
+    def broadcast(self, x: Code, axes: Sequence[Axis]) -> Code:
+        return self.call("np.broadcast_to", x, self.shape(axes))
 
     def const(self, value: np.ndarray) -> Code:
         if value.ndim == 0:

@@ -62,3 +62,35 @@ def softmax(x, axis):
 def log_softmax(x, axis):
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def layernorm(x, weight=None, bias=None, *, axis, eps):
+    mean = np.mean(x, axis=axis, keepdims=True)
+    var = np.mean(np.square(x - mean), axis=axis, keepdims=True)
+    y = (x - mean) / np.sqrt(var + np.asarray(eps, x.dtype))
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype)
+
+
+def rmsnorm(x, weight=None, *, axis, eps):
+    ms = np.mean(np.square(x), axis=axis, keepdims=True)
+    y = x / np.sqrt(ms + np.asarray(eps, x.dtype))
+    return (y * weight if weight is not None else y).astype(x.dtype)
+
+
+def batchnorm(x, weight, bias, mean, var, *, eps):
+    return ((x - mean) / np.sqrt(var + np.asarray(eps, x.dtype)) * weight + bias).astype(x.dtype)
+
+
+def slice_axis(x, axis, start, end, step):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, end, step)
+    return x[tuple(index)]
+
+
+def causal_mask(n_query, n_key):
+    allowed = np.arange(n_key)[None, :] <= np.arange(n_query)[:, None]
+    return np.where(allowed, np.float32(0), np.float32(-np.inf))

@@ -7,9 +7,6 @@ written atomically (external data past protobuf's 2 GB limit).
 """
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -22,9 +19,10 @@ from archlang.compiler.axes import Axis, Size, TensorType
 from archlang.compiler.ir import Graph
 from archlang.compiler.layout import alignment
 
+from .onnx_file import write_model
+
 DEFAULT_OPSET = 23
 MIN_OPSET = 17
-PROTOBUF_LIMIT = 2 * 1024 ** 3 - 64 * 1024 ** 2  # leave room for the graph itself
 
 ONNX_DTYPES = {
     "f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16,
@@ -115,6 +113,9 @@ class OnnxEmitter:
             self._sizes[sym] = self.node("Shape", [inp], start=pos, end=pos + 1)
         return self._sizes[sym]
 
+    def broadcast(self, x: str, axes: Sequence[Axis]) -> str:
+        return self.node("Expand", [x, self.shape(axes)])
+
     def shape(self, axes: Sequence[Axis]) -> str:
         if all(a.size.is_static for a in axes):
             return self.const_i64([a.size.value for a in axes])
@@ -125,8 +126,9 @@ def _dims(t: TensorType) -> list:
     return [a.size.value if a.size.is_static else str(a.size).replace(" ", "") for a in t.axes]
 
 
-def to_onnx(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Lower the graph to an ONNX model (weights embedded; `save` decides external data)."""
+def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET
+          ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The model without initializers, and the initializer arrays by name (for `write_model`)."""
     em = OnnxEmitter(graph, params, opset)
     names: dict[int, str] = {}
     for name, v in graph.inputs:
@@ -157,50 +159,45 @@ def to_onnx(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT
     nodes += identities
     inputs = [helper.make_tensor_value_info(n, ONNX_DTYPES[v.type.dtype], _dims(v.type)) for n, v in graph.inputs]
     outputs = [helper.make_tensor_value_info(n, ONNX_DTYPES[v.type.dtype], _dims(v.type)) for n, v in graph.outputs]
-    inits = [_tensor(name, arr, graph) for name, arr in em.initializers.items()]
-    g = helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
+    for name in em.initializers:
+        spec = graph.params.get(name)
+        if spec is not None and spec.type.dtype == "bf16":
+            raise ValueError("bf16 parameters are not supported by the ONNX backend")
+    g = helper.make_graph(nodes, graph.name, inputs, outputs)
     domains = sorted({d for _, _, _, d, _ in em.nodes if d})
     imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
     model = helper.make_model(g, opset_imports=imports, producer_name="archlang", producer_version=__version__)
     model.ir_version = min(model.ir_version, 10)
+    return model, dict(em.initializers)
+
+
+def to_onnx(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The whole model in memory, weights embedded (for onnxruntime sessions and tests)."""
+    model, tensors = lower(graph, params, opset)
+    model.graph.initializer.extend(numpy_helper.from_array(np.require(a, requirements="C"), n)
+                                   for n, a in tensors.items())
     return model
 
 
-def _tensor(name: str, arr: np.ndarray, graph: Graph) -> TensorProto:
-    spec = graph.params.get(name)
-    if spec is not None and spec.type.dtype == "bf16":
-        raise ValueError("bf16 parameters are not supported by the ONNX backend yet")
-    t = numpy_helper.from_array(np.ascontiguousarray(arr), name)
-    return t
+def check_structure(model: onnx.ModelProto, tensors: Mapping[str, np.ndarray]) -> None:
+    """onnx.checker's full check (with shape inference) on the graph, weights standing in as typed
+    inputs: it costs milliseconds where checking a 500 MB file costs seconds, and the weights'
+    bytes are written by construction to match their declared dims."""
+    shell = onnx.ModelProto()
+    shell.CopyFrom(model)
+    shell.graph.input.extend(helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                             for n, a in tensors.items())
+    onnx.checker.check_model(shell, full_check=True)
 
 
-def save(model: onnx.ModelProto, path: str) -> None:
-    """Write atomically: a failure leaves any previous file untouched."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    size = sum(len(t.raw_data) for t in model.graph.initializer)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-    os.close(fd)
-    try:
-        if size > PROTOBUF_LIMIT:
-            data_name = out.name + ".data"
-            tmp_data = out.parent / f".{data_name}.tmp"
-            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=tmp_data.name, size_threshold=1024)
-            # The model refers to the final data name; fix the references, then move both.
-            m = onnx.load_model(tmp, load_external_data=False)
-            for t in m.graph.initializer:
-                for entry in t.external_data:
-                    if entry.key == "location":
-                        entry.value = data_name
-            onnx.save_model(m, tmp)
-            os.replace(tmp_data, out.parent / data_name)
-        else:
-            with open(tmp, "wb") as f:
-                f.write(model.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        for p in (tmp,):
-            if os.path.exists(p):
-                os.unlink(p)
-        raise
+def compile_to_file(graph: Graph, params: Mapping[str, np.ndarray], path: str, opset: int = DEFAULT_OPSET,
+                    check: bool = True) -> onnx.ModelProto:
+    """Lower, check and write `path` (atomically, external data past 2 GB); returns the model
+    without its weights."""
+    model, tensors = lower(graph, params, opset)
+    if check:
+        check_structure(model, tensors)
+    write_model(model, tensors, path)
+    return model
+
+

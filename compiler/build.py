@@ -444,6 +444,8 @@ class Builder:
     def call(self, call: ast.Call) -> Union[Operand, list[Operand]]:
         if call.name in self.program.blocks:
             return self.call_block(call, call.instance or snake(call.name))
+        if call.name in ("min", "max") and call.over is None:
+            return self.elementwise({"min": "minimum", "max": "maximum"}[call.name], list(call.args), call.span)
         if call.name in ops.REGISTRY and ops.REGISTRY[call.name].surface:
             if call.binding:
                 raise error(f"`{call.name}` is an op; `[...]` binds the axes of a block", call.span)
@@ -451,8 +453,6 @@ class Builder:
                 raise error(f"`{call.name}` is an op and has no parameters to name with `as`", call.span)
             out = ops.REGISTRY[call.name].build(self, call)
             return out[0] if len(out) == 1 else list(out)
-        if call.name in ("min", "max") and call.over is None:
-            return self.elementwise({"min": "minimum", "max": "maximum"}[call.name], list(call.args), call.span)
         names = list(self.program.blocks) + [n for n, o in ops.REGISTRY.items() if o.surface]
         raise error(f"unknown op or block `{call.name}`", call.name_span or call.span, did_you_mean(call.name, names))
 
@@ -472,9 +472,10 @@ class Builder:
             raise CompileError(Diagnostic(f"block `{call.name}` takes {len(fn.args)} argument(s) but is given "
                                           f"{len(args)}", call.span).note("defined here", fn.span))
         inner_axes, renames = self._bind_axes(fn, call)
+        consts = self._bind_consts(fn, call)
         arg_values = [self.value(self.expr(a), a.span) for a in args]
         outer_env, outer_scope = self.env, self.scope
-        self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), {}, fn)
+        self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), dict(consts), fn)
         for name, ax in inner_axes.items():
             self.env.axes[name] = ax
             self.env.axis_spans[name] = fn.span
@@ -507,16 +508,42 @@ class Builder:
         outs = [self._rename(v, back, call.span) for v in outs]
         return outs[0] if len(outs) == 1 else outs
 
+    def _bind_consts(self, fn: ast.Function, call: ast.Call) -> dict[str, Weak]:
+        """The block's constant parameters: keyword bindings, else their defaults."""
+        given = {k.name: k for k in call.binding if isinstance(k, ast.Keyword)}
+        declared = dict(fn.const_params)
+        for name, k in given.items():
+            if name not in declared:
+                raise error(f"block `{fn.name}` has no constant parameter `{name}`", k.span,
+                            did_you_mean(name, declared))
+        out: dict[str, Weak] = {}
+        for name, default in fn.const_params:
+            w = self.expr(given[name].value) if name in given else self._in_globals(default)
+            if not isinstance(w, Weak) or w.static is None:
+                raise error(f"constant parameter `{name}` of `{fn.name}` must be a number",
+                            (given[name].value if name in given else default).span)
+            out[name] = w
+        return out
+
+    def _in_globals(self, e: ast.Expr):
+        saved = self.env
+        self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), {}, saved.function)
+        try:
+            return self.expr(e)
+        finally:
+            self.env = saved
+
     def _bind_axes(self, fn: ast.Function, call: ast.Call) -> tuple[dict[str, Axis], dict[str, str]]:
         """The block's axis parameters as inner axes, and the caller-wire -> parameter renames."""
-        if call.binding and len(call.binding) != len(fn.axis_params):
+        binding = [b for b in call.binding if not isinstance(b, ast.Keyword)]
+        if binding and len(binding) != len(fn.axis_params):
             raise error(f"block `{fn.name}` takes {len(fn.axis_params)} axis parameter(s) "
-                        f"[{', '.join(fn.axis_params)}] but is given {len(call.binding)}", call.span)
+                        f"[{', '.join(fn.axis_params)}] but is given {len(binding)}", call.span)
         inner: dict[str, Axis] = {}
         renames: dict[str, str] = {}
         for i, p in enumerate(fn.axis_params):
-            if call.binding:
-                b = call.binding[i]
+            if binding:
+                b = binding[i]
                 if not isinstance(b, ast.Var):
                     raise error(f"axis parameter `{p}` of `{fn.name}` must be bound to an axis name", b.span)
                 outer = self.axis(b.name, b.span)

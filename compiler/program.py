@@ -73,7 +73,11 @@ def load_program(path: str, sources: SourceCache, text: Optional[str] = None) ->
             elif isinstance(item, ast.ConstDecl):
                 _add_unique(program.consts, item.name, item, "constant")
             elif isinstance(item, ast.Function) and item.kind == "block":
-                _add_unique(program.blocks, item.name, item, "block")
+                previous = program.blocks.get(item.name)
+                if previous is not None and previous.span.file != file and file == path:
+                    program.blocks[item.name] = item  # the compiled file's own block shadows a library's
+                else:
+                    _add_unique(program.blocks, item.name, item, "block")
             elif isinstance(item, ast.Function):
                 if file != path:
                     raise error("a model may only be defined in the file being compiled", item.span)

@@ -56,7 +56,7 @@ def initialize(spec: ParamSpec, seed: int) -> np.ndarray:
         out = rng.standard_normal(shape, dtype=np.float32) * np.float32(math.sqrt(2.0 / fan_in))
     else:
         raise ValueError(kind)
-    return np.ascontiguousarray(out, dtype=dtype)
+    return np.require(out.astype(dtype, copy=False), requirements="C")
 
 
 def initialize_all(graph: Graph, seed: int) -> dict[str, np.ndarray]:

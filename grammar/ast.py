@@ -139,6 +139,7 @@ class Function:
     kind: str  # "block" | "model"
     name: str
     axis_params: tuple[str, ...]
+    const_params: tuple[tuple[str, "Expr"], ...]  # `[eps = 1e-5]`: compile-time numbers with defaults
     args: tuple[TypedArg, ...]
     results: tuple[TypedArg, ...]  # a single unnamed result is named "output"
     body: tuple[Stmt, ...]
@@ -236,7 +237,7 @@ Arg = Union["Expr", Keyword, AxisMap, DTypeArg, StringArg]
 @dataclass(frozen=True)
 class Call:
     name: str
-    binding: tuple["Expr", ...]
+    binding: tuple[Union["Expr", "Keyword"], ...]
     args: tuple[Arg, ...]
     over: Optional[Over]
     instance: Optional[str]

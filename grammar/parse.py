@@ -86,13 +86,15 @@ class _ToAst(Transformer):
     def _function(self, kind, meta, c):
         name = str(c[0])
         axis_params: tuple[str, ...] = ()
+        const_params: tuple = ()
         args: list[ast.TypedArg] = []
         for item in c[1:-2]:
             if isinstance(item, _AxisParams):
-                axis_params = item.names
+                axis_params = tuple(p for p in item.names if isinstance(p, str))
+                const_params = tuple(p for p in item.names if isinstance(p, tuple))
             elif isinstance(item, ast.TypedArg):
                 args.append(item)
-        return ast.Function(kind, name, axis_params, tuple(args), c[-2], c[-1], self.s(meta))
+        return ast.Function(kind, name, axis_params, const_params, tuple(args), c[-2], c[-1], self.s(meta))
 
     def block_def(self, meta, c):
         return self._function("block", meta, c)
@@ -101,7 +103,13 @@ class _ToAst(Transformer):
         return self._function("model", meta, c)
 
     def axis_params(self, meta, c):
-        return _AxisParams(_names(c))
+        return _AxisParams(tuple(c))
+
+    def axis_param(self, meta, c):
+        return str(c[0])
+
+    def const_param(self, meta, c):
+        return (str(c[0]), c[1])
 
     def typed_arg(self, meta, c):
         return ast.TypedArg(str(c[0]), c[1], self.s(meta))
@@ -193,7 +201,14 @@ class _ToAst(Transformer):
         return ast.Var(str(c[0]), self.s(meta))
 
     def index(self, meta, c):
-        return ast.Index(str(c[0]), c[1], self.s(meta))
+        sub = c[0]
+        if len(sub.items) != 1 or isinstance(sub.items[0], ast.Keyword):
+            raise SyntaxErrorReport("an index takes one expression; `Name[...]` binds a block's parameters "
+                                    "only when a call follows", self.s(meta))
+        return ast.Index(sub.name, sub.items[0], self.s(meta))
+
+    def subscript(self, meta, c):
+        return _Subscript(str(c[0]), tuple(c[1:]), c[0])
 
     def axis_size(self, meta, c):
         return ast.AxisSize(str(c[0]), self.s(meta))
@@ -227,13 +242,12 @@ class _ToAst(Transformer):
         return self._call(meta, c)
 
     def _call(self, meta, c):
-        name_tok = c[0]
-        rest = [x for x in c[1:]]
         binding = ()
-        if rest and isinstance(rest[0], _Binding):
-            binding = rest.pop(0).items
-        elif rest and rest[0] is None:
-            rest.pop(0)
+        if isinstance(c[0], _Subscript):
+            binding, name_tok = c[0].items, c[0].token
+        else:
+            name_tok = c[0]
+        rest = [x for x in c[1:]]
         instance = None
         if rest and isinstance(rest[-1], _Instance):
             instance = rest.pop().name
@@ -246,9 +260,6 @@ class _ToAst(Transformer):
             rest.pop()
         args = tuple(a for a in rest if a is not None)
         return ast.Call(str(name_tok), binding, args, over, instance, self.s(meta), _span(self.file, name_tok))
-
-    def binding(self, meta, c):
-        return _Binding(tuple(c))
 
     def instance_name(self, meta, c):
         text = str(c[0])
@@ -287,9 +298,9 @@ class _AxisParams:
         self.names = names
 
 
-class _Binding:
-    def __init__(self, items):
-        self.items = items
+class _Subscript:
+    def __init__(self, name, items, token):
+        self.name, self.items, self.token = name, items, token
 
 
 class _Instance:

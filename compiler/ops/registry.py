@@ -43,6 +43,18 @@ class NumpyEmitter(Protocol):
     def shape(self, axes: Sequence[Axis]) -> Any:
         """A shape tuple for these axes (symbolic sizes resolved at run time)."""
 
+    def size(self, size: Any) -> Any:
+        """One size as an int (symbolic sizes resolved at run time)."""
+
+    def broadcast(self, x: Any, axes: Sequence[Axis]) -> Any:
+        """Broadcast an aligned tensor to the sizes of `axes`."""
+
+    def const(self, value: np.ndarray) -> Any:
+        """A constant array."""
+
+    def param(self, name: str) -> Any:
+        """The parameter tensor of that hierarchical name."""
+
 
 class OnnxEmitter(Protocol):
     opset: int
@@ -59,6 +71,24 @@ class OnnxEmitter(Protocol):
 
     def shape(self, axes: Sequence[Axis]) -> str:
         """A 1-D int64 tensor holding the sizes of these axes."""
+
+    def size(self, size: Any) -> str:
+        """A 1-D int64 tensor of one element holding one size."""
+
+    def broadcast(self, x: str, axes: Sequence[Axis]) -> str:
+        """As NumpyEmitter.broadcast."""
+
+    def const_i64(self, values: Any) -> str:
+        """An int64 constant."""
+
+    def scalar(self, value: float, dtype: str) -> str:
+        """A scalar constant of an .arch dtype."""
+
+    def dtype(self, dtype: str) -> int:
+        """The ONNX element type of an .arch dtype."""
+
+    def param(self, name: str) -> str:
+        """The initializer of that hierarchical parameter name."""
 
 
 REGISTRY: dict[str, "OpDef"] = {}

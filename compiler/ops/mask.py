@@ -1,0 +1,42 @@
+"""Attention masks over query/key position axes."""
+from __future__ import annotations
+
+import numpy as np
+
+from archlang.grammar import ast as A
+
+from ..axes import TensorType
+from ..diagnostics import error
+from .registry import OpDef, register
+
+
+@register
+class Causal(OpDef):
+    name = "causal"
+    summary = ("`causal(query, key)`: an additive f32 mask over two position axes, 0 where key <= query "
+               "and -inf after it; add it to attention scores before softmax")
+    example = "scores = scores + causal(seq, key)"
+
+    def build(self, b, call):
+        if len(call.args) != 2 or not all(isinstance(a, A.Var) for a in call.args) or call.over is not None:
+            raise error("`causal` takes the query and key axes, as in `causal(seq, key)`", call.span)
+        q, k = (b.axis(a.name, a.span) for a in call.args)
+        if q.name == k.name:
+            raise error("`causal` needs two different axes (query and key positions)", call.span,
+                        f"declare the key axis with `axis key ~ {q.name}` and `rename` keys to it")
+        return b.emit("causal", [], {"query": q, "key": k}, call.span)
+
+    def infer(self, ins, attrs, span):
+        return [TensorType("f32", (attrs["query"], attrs["key"]))]
+
+    def numpy(self, e, node, ins):
+        return [e.call("causal_mask", e.size(node.attrs["query"].size), e.size(node.attrs["key"].size))]
+
+    def onnx(self, g, node, ins):
+        def positions(axis):
+            limit = g.node("Reshape", [g.size(axis.size), g.const_i64([])])
+            return g.node("Range", [g.const_i64(0), limit, g.const_i64(1)])
+        q = g.node("Unsqueeze", [positions(node.attrs["query"]), g.const_i64([1])])
+        k = g.node("Unsqueeze", [positions(node.attrs["key"]), g.const_i64([0])])
+        allowed = g.node("LessOrEqual", [k, q])
+        return [g.node("Where", [allowed, g.const(np.zeros((), np.float32)), g.const(np.array(-np.inf, np.float32))])]

@@ -53,6 +53,11 @@ class Env:
     function: ast.Function
 
 
+def format_layout(layout: tuple[tuple[str, ...], ...]) -> str:
+    items = ["1" if not g else g[0] if len(g) == 1 else "(" + ", ".join(g) + ")" for g in layout]
+    return "[" + ", ".join(items) + "]"
+
+
 def snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -320,7 +325,7 @@ class Builder:
             return None
         flat = [a for group in stmt.source.layout for a in group]
         if sorted(flat) != sorted(t.names):
-            raise error(f"the stored layout [{', '.join('(' + ', '.join(g) + ')' if len(g) > 1 else g[0] for g in stmt.source.layout)}] "
+            raise error(f"the stored layout {format_layout(stmt.source.layout)} "
                         f"must name each axis of `{stmt.name}` ({', '.join(t.names)}) once", stmt.source.span)
         return stmt.source.layout
 

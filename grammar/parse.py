@@ -162,6 +162,12 @@ class _ToAst(Transformer):
     def layout_group(self, meta, c):
         return _names(c)
 
+    def layout_unit(self, meta, c):
+        if int(c[0]) != 1:
+            raise SyntaxErrorReport("a number in a stored layout stands for a size-1 dimension and must be 1",
+                                    self.s(meta))
+        return ()
+
     def assign_stmt(self, meta, c):
         return ast.Assign(_names(c[:-1]), c[-1], self.s(meta))
 

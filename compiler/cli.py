@@ -116,6 +116,13 @@ def cmd_compile(args, sources) -> int:
     return 0
 
 
+def _index_bound(graph, value) -> int:
+    """Integer inputs used as indices stay inside every table they index."""
+    bounds = [n.inputs[0].type.axis(n.attrs["axis"]).size.value for n in graph.nodes
+              if n.op == "gather" and n.inputs[1] is value]
+    return max(1, min([b for b in bounds if b] or [2]))
+
+
 def _random_inputs(graph, seed: int) -> dict:
     import numpy as np
     from archlang.backends.numpy_codegen import _np_dtype
@@ -134,9 +141,7 @@ def _random_inputs(graph, seed: int) -> dict:
         if v.type.dtype == "bool":
             out[name] = rng.random(shape) < 0.5
         elif dtype.startswith(("int", "uint")):
-            # Index inputs stay inside the smallest axis they could index (a safe default).
-            bound = min([p.type.axes[0].size.value for p in graph.params.values() if p.type.axes] or [2])
-            out[name] = rng.integers(0, max(bound, 1), shape).astype(dtype)
+            out[name] = rng.integers(0, _index_bound(graph, v), shape).astype(dtype)
         else:
             out[name] = rng.standard_normal(shape).astype(dtype)
     return out

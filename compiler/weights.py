@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from pathlib import Path
 from typing import Mapping, Optional
@@ -60,7 +61,13 @@ def initialize(spec: ParamSpec, seed: int) -> np.ndarray:
 
 
 def initialize_all(graph: Graph, seed: int) -> dict[str, np.ndarray]:
-    return {name: initialize(spec, seed) for name, spec in graph.params.items()}
+    """Every parameter's initial value. Each has its own random stream, so the values do not
+    depend on the order of drawing and the draws can run on all cores (numpy releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+    specs = list(graph.params.values())
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        values = list(pool.map(lambda spec: initialize(spec, seed), specs))
+    return {spec.name: v for spec, v in zip(specs, values)}
 
 
 def stored_shape(spec: ParamSpec) -> tuple[int, ...]:

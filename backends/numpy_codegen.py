@@ -204,6 +204,11 @@ def _py_name(hint: str, taken: set[str]) -> str:
     return name
 
 
+def _runtime_names() -> list[str]:
+    return [name for module in RUNTIME_MODULES for name in dir(module) if callable(getattr(module, name))
+            and not name.startswith("_")]
+
+
 def _runtime_sources(used: set[str]) -> list[str]:
     """The runtime functions named in `used`, with the helpers they call, in file order."""
     defs, texts = {}, {}
@@ -226,10 +231,10 @@ def _runtime_sources(used: set[str]) -> list[str]:
 def emit_module(graph: Graph, source_file: str = "") -> str:
     """A standalone Python module (numpy its only import) computing the model."""
     writer = CodeWriter()
-    taken: set[str] = set()
+    taken: set[str] = set(_runtime_names())  # a value named `softmax` must not hide the kernel
     names: dict[int, str] = {}
     body: list[str] = []
-    fn_name = _py_name(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", graph.name).lower(), taken)
+    fn_name = _py_name(graph.name.lower(), taken)
     args = []
     for name, v in graph.inputs:
         names[v.id] = _py_name(name, taken)
@@ -248,7 +253,7 @@ def emit_module(graph: Graph, source_file: str = "") -> str:
                 names[v.id] = str(expr)
                 continue
             names[v.id] = _py_name((v.hint or node.op).replace(".", "_"), taken)
-            loc = f"  # line {node.span.line}" if node.span else ""
+            loc = f"  # {Path(node.span.file).name}:{node.span.line}" if node.span else ""
             body.append(f"{names[v.id]} = {expr}{loc}")
     result = ", ".join(f"{n!r}: {names[v.id]}" for n, v in graph.outputs)
     body.append(f"return {{{result}}}")

@@ -177,6 +177,9 @@ class Builder:
         if isinstance(e, ast.SizeName):
             if e.name in env.axes:
                 return env.axes[e.name].size
+            local = env.values.get(e.name) if env.values else None
+            if isinstance(local, Weak) and isinstance(local.static, int) and not isinstance(local.static, bool):
+                return Size.of(local.static)  # a block's constant parameter
             if e.name in self.consts and isinstance(self.consts[e.name], int):
                 return Size.of(self.consts[e.name])
             raise error(f"unknown axis `{e.name}` in a size", e.span,
@@ -495,7 +498,12 @@ class Builder:
                 self.check_type(v, want, f"argument `{decl.name}` of `{call.name}`", a.span, decl.span,
                                 rest=any(x.name == "..." for x in decl.type.axes))
                 self.env.values[decl.name] = v
-            results = self.run_body(fn)
+            try:
+                results = self.run_body(fn)
+            except CompileError as e:
+                if e.diagnostics and len(e.diagnostics[0].notes) < 8:
+                    e.diagnostics[0].note(f"in block `{fn.name}`, called here", call.span)
+                raise
             if len(results) != len(fn.results):
                 raise error(f"`{fn.name}` declares {len(fn.results)} result(s) but returns {len(results)}",
                             self._return_span(fn))

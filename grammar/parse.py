@@ -272,7 +272,10 @@ class _ToAst(Transformer):
         return _Instance(text[1:-1] if text.startswith('"') else text)
 
     def kwarg(self, meta, c):
-        return ast.Keyword(str(c[0]), c[1], self.s(meta))
+        value = c[1]
+        if isinstance(value, Token) and value.type == "STRING":
+            value = ast.StringArg(str(value)[1:-1], _span(self.file, value))
+        return ast.Keyword(str(c[0]), value, self.s(meta))
 
     def axis_group(self, meta, c):
         return _Group(_names(c), len(c) > 1)

@@ -22,11 +22,10 @@ class _Reduce(OpDef):
         return [e.call(self.np_fn, ins[0], axis=positions(node.inputs[0].type, node.attrs["axes"]))]
 
     def onnx(self, g, node, ins):
-        axes = g.const_i64(positions(node.inputs[0].type, node.attrs["axes"]))
-        if self.onnx_op in ("ReduceMax", "ReduceMin") and g.opset < 18:
-            return [g.node(self.onnx_op, ins, keepdims=0,
-                           axes=list(positions(node.inputs[0].type, node.attrs["axes"])))]
-        return [g.node(self.onnx_op, [ins[0], axes], keepdims=0)]
+        axes = list(positions(node.inputs[0].type, node.attrs["axes"]))
+        if self.onnx_op != "ReduceSum" and g.opset < 18:  # axes became an input in opset 18
+            return [g.node(self.onnx_op, ins, keepdims=0, axes=axes)]
+        return [g.node(self.onnx_op, [ins[0], g.const_i64(axes)], keepdims=0)]
 
 
 for _n, _np, _ox in [("sum", "np.sum", "ReduceSum"), ("mean", "np.mean", "ReduceMean"),

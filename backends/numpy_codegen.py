@@ -51,6 +51,10 @@ def bind_symbols(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, in
             syms = a.size.symbols
             if len(syms) == 1 and a.size == Size.of(next(iter(syms))):
                 symbols.setdefault(next(iter(syms)), n)
+    for node in graph.nodes:  # derived sizes (`seq / 2`) must come out whole
+        for out in node.outputs:
+            for a in out.type.axes:
+                eval_size(a.size, symbols)
     for name, v in graph.inputs:
         for a, n in zip(v.type.axes, inputs[name].shape):
             want = eval_size(a.size, symbols)
@@ -66,6 +70,9 @@ def eval_size(size: Size, symbols: Mapping[str, int]) -> int:
         for s in mono:
             term *= symbols[s]
         total += term
+    if getattr(total, "denominator", 1) != 1:
+        bound = ", ".join(f"{k}={v}" for k, v in sorted(symbols.items()))
+        raise RunError(f"with {bound}, the size {size} is {float(total):g}, not a whole number")
     return int(total)
 
 
@@ -100,16 +107,21 @@ class Evaluator:
         return self.params[name]
 
 
-def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Evaluate the graph with NumPy; returns outputs by name."""
+def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Every input present, of its dtype and shape; returns the symbolic sizes they bind."""
     symbols = bind_symbols(graph, inputs)
-    em = Evaluator(graph, params, symbols)
-    env: dict[int, Any] = {}
     for name, v in graph.inputs:
         arr = np.asarray(inputs[name])
         if arr.dtype != np.dtype(_np_dtype(v.type.dtype)):
             raise RunError(f"input `{name}` should be {v.type.dtype} but is {arr.dtype}")
-        env[v.id] = arr
+    return symbols
+
+
+def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Evaluate the graph with NumPy; returns outputs by name."""
+    symbols = check_inputs(graph, inputs)
+    em = Evaluator(graph, params, symbols)
+    env: dict[int, Any] = {v.id: np.asarray(inputs[name]) for name, v in graph.inputs}
     for node in graph.nodes:
         outs = ops.get(node.op).numpy(em, node, [env[v.id] for v in node.inputs])
         for v, o in zip(node.outputs, outs):

@@ -8,14 +8,14 @@ tensors go to one external data file beside the model, under a fixed name.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Mapping
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
+from archlang.compiler.files import atomic_output
 
 PROTOBUF_LIMIT = 2 * 1024 ** 3 - 64 * 1024 ** 2  # leave room for the graph itself
 _MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
@@ -98,25 +98,10 @@ def _write_external(model_f: BinaryIO, data_f: BinaryIO, location: str, model: o
 
 def write_model(model: onnx.ModelProto, tensors: Mapping[str, np.ndarray], path: str) -> None:
     """Write `model` plus `tensors` as initializers; any previous file survives a failure."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     total = sum(a.nbytes for a in tensors.values())
-    tmp_files = []
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-        tmp_files.append(tmp)
-        with os.fdopen(fd, "wb") as f:
-            if total <= PROTOBUF_LIMIT:
-                _write_embedded(f, model, tensors)
-            else:
-                dfd, tmp_data = tempfile.mkstemp(prefix=f".{data_name(path)}.", suffix=".tmp", dir=str(out.parent))
-                tmp_files.append(tmp_data)
-                with os.fdopen(dfd, "wb") as d:
-                    _write_external(f, d, data_name(path), model, tensors)
-                os.replace(tmp_data, out.parent / data_name(path))
-        os.replace(tmp, out)
-    except BaseException:
-        for p in tmp_files:
-            if os.path.exists(p):
-                os.unlink(p)
-        raise
+    with atomic_output(path) as (f, out):
+        if total <= PROTOBUF_LIMIT:
+            _write_embedded(f, model, tensors)
+        else:
+            with atomic_output(str(out.parent / data_name(path))) as (d, _):
+                _write_external(f, d, data_name(path), model, tensors)

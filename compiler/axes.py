@@ -91,10 +91,11 @@ class Size:
         return Size(tuple((m, c / k) for m, c in self.terms))
 
     def floordiv(self, other: "Size") -> Optional["Size"]:
+        """Rounded-down division of static sizes; None for symbolic ones (not expressible)."""
         other = Size.of(other)
         if self.is_static and other.is_static and other.value:
             return Size.of(self.value // other.value)
-        return self.divide(other)
+        return None
 
     def __str__(self) -> str:
         if not self.terms:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -17,12 +18,13 @@ import numpy as np
 from archlang.grammar import ast
 
 from . import ops
-from .axes import DTYPES, FLOAT_DTYPES, Axis, Size, TensorType
-from .diagnostics import CompileError, Diagnostic, did_you_mean, error
+from .axes import DTYPES, FLOAT_DTYPES, INT_DTYPES, Axis, Size, TensorType
+from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Graph, ParamSpec, Scope, Value
 from .program import Program
 
 MAX_CALL_DEPTH = 64
+DEFAULT_MAX_PARAMS = 2 ** 32  # elements: 16 GiB of f32, the most a 24 GB machine can hold with room to run
 INITIALIZERS = {"zeros": 0, "ones": 0, "normal": (1, 2), "uniform": (0, 2), "xavier": 0, "kaiming": 0,
                 "constant": 1}
 
@@ -63,8 +65,11 @@ def snake(name: str) -> str:
 
 
 class Builder:
-    def __init__(self, program: Program, overrides: Optional[dict[str, str]] = None):
+    def __init__(self, program: Program, overrides: Optional[dict[str, str]] = None,
+                 max_params: int = DEFAULT_MAX_PARAMS):
         self.program = program
+        self.max_params = max_params
+        self.n_params = 0
         self.overrides = dict(overrides or {})
         self.graph = Graph(program.model.name if program.model else "model")
         self.scope = Scope()
@@ -75,6 +80,8 @@ class Builder:
         self.call_stack: list[str] = []
         self.sharing_params = False
         self.param_values: dict[str, Value] = {}
+        self.param_calls: dict[str, ast.Span] = {}  # parameter -> the call that created it
+        self.call_spans: list[ast.Span] = []
 
     # ---- entry point ----------------------------------------------------------
 
@@ -83,13 +90,13 @@ class Builder:
         if model is None:
             raise error("no `model` in this file; there is nothing to compile", None,
                         "add `model Name(x: f32[...]) -> f32[...] { ... }`")
-        self.env = Env({}, {}, {}, model)
-        self._global_consts()
-        self._global_axes()
+        self.env = Env(self.global_axes, self.global_axis_spans, {}, model)
+        self._global_declarations()
         unused = set(self.overrides) - set(self.consts) - set(self.global_axes)
         if unused:
             name = sorted(unused)[0]
-            raise error(f"`--set {name}=…` names no axis or constant of this file", None,
+            raise error(f"`--set {name}={self.overrides[name]}`: {Path(self.program.file).name} declares no axis "
+                        f"or constant `{name}`", None,
                         did_you_mean(name, list(self.consts) + list(self.global_axes)))
         self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), {}, model)
         for arg in model.args:
@@ -101,8 +108,14 @@ class Builder:
             self.env.values[arg.name] = v
         results = self.run_body(model)
         if len(results) != len(model.results):
-            raise error(f"`{model.name}` declares {len(model.results)} result(s) but returns {len(results)}",
-                        self._return_span(model))
+            raise CompileError(Diagnostic(f"`{model.name}` returns {plural(len(results), 'value')} but declares "
+                                          f"{plural(len(model.results), 'result')}", self._return_span(model))
+                               .note("declared here", model.span))
+        taken = {n for n, _ in self.graph.inputs} | set(self.graph.params)
+        for decl in model.results:
+            if decl.name in taken:
+                raise error(f"result `{decl.name}` has the name of an input or parameter; outputs need their own "
+                            "names in ONNX", decl.span)
         for decl, value, span in zip(model.results, results, self._return_spans(model)):
             want = self.resolve_type(decl.type, allow_rest=False)
             v = self.as_value(value, want.dtype)
@@ -125,15 +138,19 @@ class Builder:
 
     # ---- declarations -------------------------------------------------------
 
-    def _global_consts(self) -> None:
-        for name, decl in self.program.consts.items():
-            if name in self.overrides:
-                self.consts[name] = self._parse_override(name, self.overrides[name], decl.span)
+    def _global_declarations(self) -> None:
+        """Axes and constants in source order: each may use those declared before it."""
+        for d in self.program.decls:
+            if isinstance(d, ast.AxisDef):
+                self.declare_axis(d, self.env, override=self.overrides.get(d.name))
                 continue
-            w = self.expr(decl.value)
+            if d.name in self.overrides:
+                self.consts[d.name] = self._parse_override(d.name, self.overrides[d.name], d.span)
+                continue
+            w = self.expr(d.value)
             if not isinstance(w, Weak) or w.static is None:
-                raise error(f"constant `{name}` must be a number", decl.value.span)
-            self.consts[name] = w.static
+                raise error(f"constant `{d.name}` must be a number", d.value.span)
+            self.consts[d.name] = w.static
 
     def _parse_override(self, name: str, text: str, span) -> Union[int, float]:
         try:
@@ -143,11 +160,6 @@ class Builder:
                 return float(text)
             except ValueError:
                 raise error(f"`--set {name}={text}`: the value must be a number", None) from None
-
-    def _global_axes(self) -> None:
-        env = Env(self.global_axes, self.global_axis_spans, {}, None)  # type: ignore[arg-type]
-        for d in self.program.axis_decls:
-            self.declare_axis(d, env, override=self.overrides.get(d.name))
 
     def declare_axis(self, d: ast.AxisDef, env: Env, override: Optional[str] = None) -> None:
         # A block may shadow a global axis; one scope may not declare a name twice.
@@ -165,13 +177,13 @@ class Builder:
         elif d.kind == "like":
             size = self.axis(d.like, d.span, env).size
         else:
-            size = self.size_expr(d.size, env)
+            size = self.size_expr(d.size, env, d.name)
             if size.is_static and (size.value is None or size.value <= 0):
                 raise error(f"axis `{d.name}` would have size {size}; sizes must be positive integers", d.span)
         env.axes[d.name] = Axis(d.name, size)
         env.axis_spans[d.name] = d.span
 
-    def size_expr(self, e: ast.SizeExpr, env: Env) -> Size:
+    def size_expr(self, e: ast.SizeExpr, env: Env, axis: str = "") -> Size:
         if isinstance(e, ast.SizeInt):
             return Size.of(e.value)
         if isinstance(e, ast.SizeName):
@@ -182,18 +194,23 @@ class Builder:
                 return Size.of(local.static)  # a block's constant parameter
             if e.name in self.consts and isinstance(self.consts[e.name], int):
                 return Size.of(self.consts[e.name])
+            if e.name in self.consts:
+                raise error(f"constant `{e.name}` is {self.consts[e.name]!r}; an axis size needs a whole number",
+                            e.span)
             raise error(f"unknown axis `{e.name}` in a size", e.span,
                         did_you_mean(e.name, list(env.axes) + list(self.consts)))
-        left, right = self.size_expr(e.left, env), self.size_expr(e.right, env)
+        left, right = self.size_expr(e.left, env, axis), self.size_expr(e.right, env, axis)
         if e.op == "+":
             return left + right
         if e.op == "-":
             return left - right
         if e.op == "*":
             return left * right
+        if e.op == "//" and not (left.is_static and right.is_static):
+            raise error(f"`//` rounds down, which needs static sizes; {left} // {right} is symbolic", e.span)
         result = left.divide(right) if e.op == "/" else left.floordiv(right)
         if result is None:
-            raise error(f"{left} / {right} is not a whole number", e.span,
+            raise error(f"{'axis `' + axis + '`: ' if axis else ''}{left} / {right} is not a whole number", e.span,
                         "use `//` to round down" if e.op == "/" else None)
         return result
 
@@ -280,18 +297,38 @@ class Builder:
                             f"declare a second wire with `axis other ~ {name}`")
             axes.append(ax)
         t = TensorType(stmt.dtype or "f32", tuple(axes))
+        for ax in axes:
+            if not ax.size.is_static:
+                raise error(f"parameter `{stmt.name}` has axis `{ax.name}` of size {ax.size}; parameters need "
+                            "fixed sizes", stmt.span, "give the axis a size, or use `--set` to fix it")
         if full in self.graph.params:
             if self.sharing_params and full in self.param_values:
                 return self.param_values[full]
-            raise CompileError(Diagnostic(f"parameter name `{full}` is already taken", stmt.span,
-                                          help="give each call of the block its own name with `as name`")
-                               .note("first declared by this statement", self.graph.params[full].span))
+            first_call = self.param_calls.get(full)
+            here = self.call_spans[-1] if self.call_spans else stmt.span
+            instance = ".".join(self.scope.path) or "the model"
+            if first_call is not None and self.call_spans:
+                diag = Diagnostic(f"a second call is also named `{instance}`, so parameter `{full}` would be "
+                                  "declared twice", here,
+                                  help=f"name each call with `as`, as in `... as {self.scope.path[-1]}_2`")
+                diag.note(f"the first call named `{instance}` is here", first_call)
+            else:
+                diag = Diagnostic(f"parameter `{full}` is declared twice", stmt.span)
+                diag.note("first declared here", self.graph.params[full].span)
+            raise CompileError(diag)
+        count = math.prod(ax.size.value for ax in axes)
+        self.n_params += count
+        if self.n_params > self.max_params:
+            raise error(f"parameters would reach {self.n_params:,} elements, over the budget of {self.max_params:,}",
+                        stmt.span, "raise it with `--max-params N` if the machine can hold them")
         init = self.param_init(stmt, t)
         source = ".".join(self.scope.path + (stmt.source.name,)) if stmt.source else full
         if stmt.source and "{i}" in stmt.source.name:
             source = stmt.source.name.replace("{i}", str(self.scope.repeat[-1][1] if self.scope.repeat else 0))
         layout = self.param_layout(stmt, t)
         self.graph.params[full] = ParamSpec(full, t, init, stmt.span, source, layout)
+        if self.call_spans:
+            self.param_calls[full] = self.call_spans[-1]
         v = self.emit("param", [], {"name": full, "type": t}, stmt.span)[0]
         v.hint = full
         self.param_values[full] = v
@@ -312,15 +349,17 @@ class Builder:
         arity = INITIALIZERS[init.name]
         lo, hi = arity if isinstance(arity, tuple) else (arity, arity)
         if not lo <= len(args) <= hi:
-            raise error(f"`{init.name}` takes {lo if lo == hi else f'{lo} to {hi}'} argument(s)", init.span)
+            raise error(f"`{init.name}` takes {lo if lo == hi else f'{lo} to {hi}'} argument{'' if hi == 1 else 's'}",
+                        init.span)
         kwargs: dict[str, Any] = {}
         if init.over is not None:
-            if init.name not in ("xavier", "kaiming"):
-                raise error(f"`over` names fan-in axes, which only `xavier` and `kaiming` use", init.over.span)
-            for a in init.over.axes:
-                if not t.has(a):
-                    raise error(f"parameter `{stmt.name}` has no axis `{a}`", init.over.span)
-            kwargs["fan_in"] = init.over.axes
+            if init.name not in ("xavier", "kaiming", "uniform"):
+                raise error("`over` names fan-in axes, which only `uniform`, `xavier` and `kaiming` use",
+                            init.over.span)
+            sizes = [self.axis(a, init.over.span).size for a in init.over.axes]
+            if not all(sz.is_static for sz in sizes):
+                raise error("fan-in axes need fixed sizes", init.over.span)
+            kwargs["fan_in"] = math.prod(sz.value for sz in sizes)
         return (init.name, tuple(args), kwargs)
 
     def param_layout(self, stmt: ast.ParamStmt, t: TensorType) -> Optional[tuple[tuple[str, ...], ...]]:
@@ -391,7 +430,16 @@ class Builder:
             dtype = "i64" if isinstance(x.static, int) and not isinstance(x.value, Size) else "f32"
         if isinstance(x.value, Size) and x.static is None:
             return self.emit("axis_size", [], {"size": x.value, "dtype": dtype}, x.span)[0]
-        return self.emit("const", [], {"value": x.static, "dtype": dtype}, x.span)[0]
+        value = x.static
+        if dtype in INT_DTYPES or dtype == "bool":
+            if isinstance(value, float) and not value.is_integer():
+                raise error(f"{value!r} meets {'an' if dtype[0] in 'iu' else 'a'} {dtype} tensor and would be "
+                            "truncated", x.span,
+                            "convert the tensor first with `cast(x, f32)`")
+            info = np.iinfo(DTYPES[dtype]) if dtype != "bool" else None
+            if info is not None and not info.min <= value <= info.max:
+                raise error(f"{value!r} does not fit in {dtype}", x.span)
+        return self.emit("const", [], {"value": value, "dtype": dtype}, x.span)[0]
 
     def tensor(self, arg: ast.Arg) -> Value:
         """A tensor argument of an op (a literal becomes an f32 scalar)."""
@@ -417,6 +465,10 @@ class Builder:
                 raise error(f"this gives {len(x)} values where one is expected", a.span)
         if all(isinstance(x, Weak) and x.static is not None for x in xs) and op in _FOLD:
             return Weak(_FOLD[op](*[x.static for x in xs]), span)
+        if all(isinstance(x, Weak) for x in xs) and op in ("add", "sub", "mul") and all(
+                isinstance(x.value, Size) or (isinstance(x.value, int) and not isinstance(x.value, bool)) for x in xs):
+            a, b = (Size.of(x.value) for x in xs)  # `|seq| - 1` is still a size, not yet a tensor
+            return Weak(a + b if op == "add" else a - b if op == "sub" else a * b, span)
         typed = [x for x in (xs[1:] if op == "where" else xs) if isinstance(x, Value)]
         dtype = typed[0].type.dtype if typed else "f32"
         values = []
@@ -444,6 +496,11 @@ class Builder:
     def emit(self, op: str, inputs: list[Value], attrs: dict[str, Any], span: Optional[ast.Span]) -> list[Value]:
         opdef = ops.get(op)
         out_types = opdef.infer([v.type for v in inputs], attrs, span)
+        for t in out_types:
+            sizes = [a.size.value for a in t.axes if a.size.is_static]
+            if sizes and math.prod(sizes) > self.max_params:
+                raise error(f"this value would hold {math.prod(sizes):,} elements ({t.describe()}), over the "
+                            f"budget of {self.max_params:,}", span, "raise it with `--max-params N`")
         node = self.graph.add_node(op, inputs, attrs, out_types, span, self.scope)
         return node.outputs
 
@@ -477,7 +534,7 @@ class Builder:
         if any(isinstance(a, ast.Keyword) for a in args):
             raise error(f"block `{call.name}` takes its arguments by position", call.span)
         if len(args) != len(fn.args):
-            raise CompileError(Diagnostic(f"block `{call.name}` takes {len(fn.args)} argument(s) but is given "
+            raise CompileError(Diagnostic(f"block `{call.name}` takes {plural(len(fn.args), 'argument')} but is given "
                                           f"{len(args)}", call.span).note("defined here", fn.span))
         inner_axes, renames = self._bind_axes(fn, call)
         consts = self._bind_consts(fn, call)
@@ -489,6 +546,7 @@ class Builder:
             self.env.axis_spans[name] = fn.span
         self.scope = self.scope.child(instance, call.name)
         self.call_stack.append(call.name)
+        self.call_spans.append(call.span)
         try:
             for decl, v, a in zip(fn.args, arg_values, args):
                 v = self._rename(v, renames, a.span)
@@ -496,26 +554,31 @@ class Builder:
                 if isinstance(v, Value) and not v.hint:
                     v.hint = decl.name
                 self.check_type(v, want, f"argument `{decl.name}` of `{call.name}`", a.span, decl.span,
-                                rest=any(x.name == "..." for x in decl.type.axes))
+                                rest=any(x.name == "..." for x in decl.type.axes),
+                                outer={inner: o for o, inner in renames.items()})
                 self.env.values[decl.name] = v
             try:
                 results = self.run_body(fn)
             except CompileError as e:
-                if e.diagnostics and len(e.diagnostics[0].notes) < 8:
-                    e.diagnostics[0].note(f"in block `{fn.name}`, called here", call.span)
+                d = e.diagnostics[0] if e.diagnostics else None
+                if d is not None and len(d.notes) < 8 and call.span not in [d.span] + [sp for _, sp in d.notes]:
+                    d.note(f"in block `{fn.name}`, called here", call.span)
                 raise
             if len(results) != len(fn.results):
-                raise error(f"`{fn.name}` declares {len(fn.results)} result(s) but returns {len(results)}",
-                            self._return_span(fn))
+                raise CompileError(Diagnostic(f"`{fn.name}` returns {plural(len(results), 'value')} but declares "
+                                              f"{plural(len(fn.results), 'result')}", self._return_span(fn))
+                                   .note("declared here", fn.span))
             outs = []
             for decl, r, span in zip(fn.results, results, self._return_spans(fn)):
                 want = self.resolve_type(decl.type, allow_rest=True)
                 r = self.as_value(r, want.dtype)
                 self.check_type(r, want, f"the result of `{fn.name}`", span, decl.span,
-                                rest=any(x.name == "..." for x in decl.type.axes))
+                                rest=any(x.name == "..." for x in decl.type.axes),
+                                outer={inner: o for o, inner in renames.items()})
                 outs.append(r)
         finally:
             self.call_stack.pop()
+            self.call_spans.pop()
             self.env, self.scope = outer_env, outer_scope
         back = {inner: outer for outer, inner in renames.items()}
         outs = [self._rename(v, back, call.span) for v in outs]
@@ -550,7 +613,7 @@ class Builder:
         """The block's axis parameters as inner axes, and the caller-wire -> parameter renames."""
         binding = [b for b in call.binding if not isinstance(b, ast.Keyword)]
         if binding and len(binding) != len(fn.axis_params):
-            raise error(f"block `{fn.name}` takes {len(fn.axis_params)} axis parameter(s) "
+            raise error(f"block `{fn.name}` takes {plural(len(fn.axis_params), 'axis parameter')} "
                         f"[{', '.join(fn.axis_params)}] but is given {len(binding)}", call.span)
         inner: dict[str, Axis] = {}
         renames: dict[str, str] = {}
@@ -582,37 +645,48 @@ class Builder:
             raise error(f"renaming would give two axes named `{clash[0]}`", span)
         return self.emit("rename", [v], {"mapping": mapping}, span)[0]
 
-    def check_type(self, v: Value, want: TensorType, what: str, span, decl_span, rest: bool = False) -> None:
+    def check_type(self, v: Value, want: TensorType, what: str, span, decl_span, rest: bool = False,
+                   outer: Optional[dict[str, str]] = None) -> None:
+        """`v` against a declared type. `outer` maps a block's axis parameters to the caller's
+        wires, so messages name the axes the caller knows."""
         got = v.type
+        outer = outer or {}
+        declared = f"{want.dtype}[{', '.join((['...'] if rest else []) + list(want.names))}]"
+
+        def called(name: str) -> str:
+            return f"`{outer[name]}` (the block's `{name}`)" if name in outer else f"`{name}`"
+
         if got.dtype != want.dtype:
             raise CompileError(Diagnostic(f"{what} must be {want.dtype}, but this is {got.dtype}", span)
-                               .note(f"declared as {want}", decl_span))
+                               .note(f"declared as {declared}", decl_span))
         for a in want.axes:
             if not got.has(a.name):
-                diag = Diagnostic(f"{what} needs axis `{a.name}`, but this value has "
-                                  f"[{', '.join(got.names) or 'no axes'}]", span,
-                                  help=did_you_mean(a.name, got.names))
-                raise CompileError(diag.note(f"declared as {want}", decl_span))
+                diag = Diagnostic(f"{what} needs axis {called(a.name)}, but this value has "
+                                  f"[{', '.join(outer.get(n, n) for n in got.names) or 'no axes'}]", span,
+                                  help=did_you_mean(outer.get(a.name, a.name), [outer.get(n, n) for n in got.names]))
+                raise CompileError(diag.note(f"declared as {declared}", decl_span))
             if got.axis(a.name).size != a.size:
                 where = self.axis_span(a.name)
-                diag = Diagnostic(f"axis `{a.name}` is {got.axis(a.name).size} here but {a.size} in {what}", span)
-                diag.note(f"declared as {want}", decl_span)
+                diag = Diagnostic(f"axis {called(a.name)} is {got.axis(a.name).size} here but {a.size} in {what}", span)
+                diag.note(f"declared as {declared}", decl_span)
                 if where is not None:
                     diag.note(f"`{a.name}` declared here", where)
                 raise CompileError(diag)
         extra = [n for n in got.names if not want.has(n)]
         if extra and not rest:
-            raise CompileError(Diagnostic(f"{what} has axes [{', '.join(want.names)}], but this value also has "
-                                          f"[{', '.join(extra)}]", span)
-                               .note(f"declared as {want}", decl_span))
+            raise CompileError(Diagnostic(f"{what} has axes [{', '.join(outer.get(n, n) for n in want.names)}], "
+                                          f"but this value also has [{', '.join(outer.get(n, n) for n in extra)}]", span)
+                               .note(f"declared as {declared}", decl_span))
 
     def repeat(self, r: ast.Repeat) -> Value:
         count = r.count
         if isinstance(count, str):
-            if count not in self.consts or not isinstance(self.consts[count], int):
+            local = self.env.values.get(count)
+            value = local.static if isinstance(local, Weak) else self.consts.get(count) if local is None else None
+            if not isinstance(value, int) or isinstance(value, bool):
                 raise error(f"`repeat {count}`: the count must be an integer constant", r.span,
                             did_you_mean(count, self.consts))
-            count = int(self.consts[count])
+            count = value
         if count < 1:
             raise error(f"`repeat {count}`: the count must be at least 1", r.span)
         call = r.call
@@ -663,5 +737,6 @@ _FOLD = {
 }
 
 
-def build_graph(program: Program, overrides: Optional[dict[str, str]] = None) -> Graph:
-    return Builder(program, overrides).build()
+def build_graph(program: Program, overrides: Optional[dict[str, str]] = None,
+                max_params: int = DEFAULT_MAX_PARAMS) -> Graph:
+    return Builder(program, overrides, max_params).build()

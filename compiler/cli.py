@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import math
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Optional
 
 from .diagnostics import CompileError, Diagnostic, SourceCache, render
+from .files import write_bytes
 
 
 def _common(p: argparse.ArgumentParser, weights: bool = True) -> None:
     p.add_argument("file", help="the .arch file")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override an axis size or constant declared in the file (repeatable)")
+    p.add_argument("--max-params", type=int, default=None, metavar="N",
+                   help="refuse models with more than N parameter elements, or any value larger "
+                        "(default 2**32), before allocating anything")
     if weights:
         p.add_argument("--weights", metavar="FILE", help=".safetensors or .npz file, bound by parameter name")
         p.add_argument("--seed", type=int, default=0, help="seed for parameter initializers (default 0)")
@@ -55,18 +58,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _budget(args) -> int:
+    from .build import DEFAULT_MAX_PARAMS
+    return args.max_params if args.max_params is not None else DEFAULT_MAX_PARAMS
 
 
 def _opset(requested: Optional[int]) -> int:
@@ -82,8 +76,8 @@ def _opset(requested: Optional[int]) -> int:
 
 def cmd_check(args, sources) -> int:
     from .driver import load_graph, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set))
-    n_params = sum(int(__import__("math").prod(a.size.value for a in p.type.axes)) for p in graph.params.values())
+    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    n_params = sum(int(math.prod(a.size.value for a in p.type.axes)) for p in graph.params.values())
     print(f"{args.file}: ok: model `{graph.name}`, {len(graph.nodes)} nodes, {n_params:,} parameters")
     return 0
 
@@ -91,15 +85,15 @@ def cmd_check(args, sources) -> int:
 def cmd_ir(args, sources) -> int:
     from .driver import load_graph, parse_sets
     from .ir import print_graph
-    sys.stdout.write(print_graph(load_graph(args.file, sources, parse_sets(args.set))))
+    sys.stdout.write(print_graph(load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))))
     return 0
 
 
 def cmd_emit_numpy(args, sources) -> int:
     from archlang.backends.numpy_codegen import emit_module
     from .driver import load_graph, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set))
-    _write_atomic(args.output, emit_module(graph, args.file).encode())
+    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    write_bytes(args.output, emit_module(graph, args.file).encode())
     return 0
 
 
@@ -108,7 +102,7 @@ def cmd_compile(args, sources) -> int:
     from .driver import load_graph, load_params, parse_sets
     start = time.perf_counter()
     opset = _opset(args.opset)
-    graph = load_graph(args.file, sources, parse_sets(args.set))
+    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
     params = load_params(graph, args.weights, args.seed)
     model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
     print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {opset}) in {time.perf_counter() - start:.2f} s",
@@ -151,20 +145,26 @@ def cmd_run(args, sources) -> int:
     import io
     import numpy as np
     from .driver import load_graph, load_params, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set))
+    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
     params = load_params(graph, args.weights, args.seed)
     if args.inputs:
         try:
             with np.load(args.inputs, allow_pickle=False) as z:
                 inputs = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise CompileError(Diagnostic(f"inputs file not found: {args.inputs}", None)) from None
         except Exception as e:
-            raise CompileError(Diagnostic(f"cannot read inputs {args.inputs}: {e}", None)) from None
+            import zipfile
+            why = "not an .npz archive" if isinstance(e, (zipfile.BadZipFile, ValueError)) else str(e)
+            raise CompileError(Diagnostic(f"cannot read inputs {args.inputs}: {why}", None)) from None
         unknown = set(inputs) - {n for n, _ in graph.inputs}
         if unknown:
             raise CompileError(Diagnostic(f"{args.inputs}: no model input named {', '.join(sorted(unknown))}; "
                                           f"inputs are {', '.join(n for n, _ in graph.inputs)}", None))
     else:
         inputs = _random_inputs(graph, args.seed)
+    from archlang.backends.numpy_codegen import check_inputs
+    check_inputs(graph, inputs)
     if args.backend == "numpy":
         from archlang.backends.numpy_codegen import run_graph
         outputs = run_graph(graph, params, inputs)
@@ -174,14 +174,15 @@ def cmd_run(args, sources) -> int:
         model = to_onnx(graph, params, _opset(args.opset))
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         names = [n for n, _ in graph.outputs]
-        feeds = {n: inputs[n] for n, _ in graph.inputs if n in inputs}
-        missing = [n for n, _ in graph.inputs if n not in inputs]
-        if missing:
-            raise CompileError(Diagnostic(f"missing input `{missing[0]}`", None))
-        outputs = dict(zip(names, session.run(names, feeds)))
+        feeds = {n: inputs[n] for n, _ in graph.inputs}
+        try:
+            outputs = dict(zip(names, session.run(names, feeds)))
+        except Exception as e:  # onnxruntime's own errors (bad index values, ...) are about the inputs
+            from archlang.backends.numpy_codegen import RunError
+            raise RunError(f"onnxruntime failed: {str(e).splitlines()[0]}") from None
     buf = io.BytesIO()
     np.savez(buf, **outputs)
-    _write_atomic(args.output, buf.getvalue())
+    write_bytes(args.output, buf.getvalue())
     for n, a in outputs.items():
         print(f"{n}: {a.dtype}{list(a.shape)}", file=sys.stderr)
     return 0
@@ -197,7 +198,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return COMMANDS[args.command](args, sources)
     except CompileError as e:
         for d in e.diagnostics:
-            print(render(d, sources), file=sys.stderr)
+            print(render(d, sources) if d.span else f"archc: {render(d, sources)}", file=sys.stderr)
+        return 1
+    except RecursionError:
+        print("archc: error: the program nests too deeply to compile (a very long expression or chain of "
+              "blocks); split it with intermediate names", file=sys.stderr)
         return 1
     except ValueError as e:  # malformed option values (for example --set)
         print(f"archc: error: {e}", file=sys.stderr)
@@ -205,7 +210,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception as e:
         from archlang.backends.numpy_codegen import RunError
         if isinstance(e, RunError):
-            print(f"error: {e}", file=sys.stderr)
+            print(f"archc: error: {e}", file=sys.stderr)
             return 1
         if os.environ.get("ARCHC_DEBUG"):
             raise

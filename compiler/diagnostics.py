@@ -67,26 +67,31 @@ class SourceCache:
         return lines[line - 1] if 0 < line <= len(lines) else None
 
 
-def _snippet(span: Span, sources: SourceCache) -> list[str]:
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _snippet(span: Span, sources: SourceCache, width: int) -> list[str]:
     src = sources.line(span.file, span.line)
     if src is None:
         return []
-    width = len(str(span.line))
     end = span.end_column if span.end_line == span.line else len(src) + 1
     carets = "^" * max(1, end - span.column)
     pad = " " * (span.column - 1)
-    return [f" {span.line} | {src}", f" {' ' * width} | {pad}{carets}"]
+    return [f" {span.line:>{width}} | {src}", f" {' ' * width} | {pad}{carets}"]
 
 
 def render(diag: Diagnostic, sources: SourceCache) -> str:
     where = f"{diag.span}: " if diag.span else ""
     out = [f"{where}{diag.severity}: {diag.message}"]
+    spans = [diag.span] + [s for _, s in diag.notes]
+    width = max((len(str(s.line)) for s in spans if s is not None), default=1)  # one gutter for all snippets
     if diag.span:
-        out += _snippet(diag.span, sources)
+        out += _snippet(diag.span, sources, width)
     for text, span in diag.notes:
         if span is not None:
             out.append(f"{span}: note: {text}")
-            out += _snippet(span, sources)
+            out += _snippet(span, sources, width)
         else:
             out.append(f"  = note: {text}")
     if diag.help:

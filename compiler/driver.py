@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from .build import build_graph
+from .build import DEFAULT_MAX_PARAMS, build_graph
 from .diagnostics import SourceCache
 from .ir import Graph
 from .program import load_program
@@ -23,9 +23,9 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def load_graph(path: str, sources: SourceCache, sets: Optional[dict[str, str]] = None,
-               text: Optional[str] = None) -> Graph:
+               text: Optional[str] = None, max_params: int = DEFAULT_MAX_PARAMS) -> Graph:
     program = load_program(path, sources, text)
-    return build_graph(program, sets)
+    return build_graph(program, sets, max_params)
 
 
 def load_params(graph: Graph, weights: Optional[str], seed: int) -> dict[str, np.ndarray]:

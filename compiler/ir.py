@@ -168,7 +168,11 @@ def print_graph(graph: Graph) -> str:
         lines.append(f"  input {name(v)}: {format_type(v.type)}  # {n}")
     for pname, spec in graph.params.items():
         src = f" from {spec.source_name!r}" if spec.source_name != pname else ""
-        init = spec.init[0] + (f"({', '.join(format_attr(a) for a in spec.init[1])})" if spec.init[1] else "")
+        if spec.layout is not None:
+            src += " as [" + ", ".join("1" if not g else g[0] if len(g) == 1 else "(" + ", ".join(g) + ")"
+                                       for g in spec.layout) + "]"
+        init_args = [format_attr(a) for a in spec.init[1]] + [f"{k}={format_attr(v)}" for k, v in sorted(spec.init[2].items())]
+        init = spec.init[0] + (f"({', '.join(init_args)})" if init_args else "")
         lines.append(f"  param {pname}: {format_type(spec.type)} = {init}{src}")
     last_scope: Optional[str] = None
     for n in graph.nodes:

@@ -1,6 +1,7 @@
 """Load a .arch file and the files it `use`s into one program: axes, constants, blocks, model."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ STDLIB = "archlang.stdlib"
 class Program:
     file: str
     axis_decls: list[ast.AxisDef] = field(default_factory=list)
+    decls: list = field(default_factory=list)  # axis definitions and constants, in source order
     consts: dict[str, ast.ConstDecl] = field(default_factory=dict)
     blocks: dict[str, ast.Function] = field(default_factory=dict)
     model: Optional[ast.Function] = None
@@ -67,11 +69,13 @@ def load_program(path: str, sources: SourceCache, text: Optional[str] = None) ->
             sources.add(file, src)
         for item in module.items:
             if isinstance(item, ast.Use):
-                load(resolve_use(item, file), item.span)
+                load(resolve_use(item, file, _root_of(file)), item.span)
             elif isinstance(item, ast.AxisDecl):
                 program.axis_decls.extend(item.axes)
+                program.decls.extend(item.axes)
             elif isinstance(item, ast.ConstDecl):
                 _add_unique(program.consts, item.name, item, "constant")
+                program.decls.append(item)
             elif isinstance(item, ast.Function) and item.kind == "block":
                 previous = program.blocks.get(item.name)
                 if previous is not None and previous.span.file != file and file == path:
@@ -88,6 +92,12 @@ def load_program(path: str, sources: SourceCache, text: Optional[str] = None) ->
         loading.pop()
         loaded.add(key)
 
+    def _root_of(file: str) -> Path:
+        stdlib_dir = Path(str(resources.files(STDLIB)))
+        if Path(file).resolve().is_relative_to(stdlib_dir.resolve()):
+            return stdlib_dir
+        return Path(os.path.abspath(path)).parent
+
     load(path, None, text)
     return program
 
@@ -99,8 +109,10 @@ def _add_unique(table: dict, name: str, item, what: str) -> None:
     table[name] = item
 
 
-def resolve_use(item: ast.Use, from_file: str) -> str:
-    """`use "nn"` is the standard library; `use "path.arch"` is relative to the using file."""
+def resolve_use(item: ast.Use, from_file: str, root: Path) -> str:
+    """`use "nn"` is the standard library; `use "path.arch"` is relative to the using file and
+    must stay inside `root` (the compiled file's folder): no absolute paths, no `..` out of
+    it, no symbolic links, only regular files."""
     if not item.path.endswith(".arch"):
         found = stdlib_path(item.path)
         if found is None:
@@ -108,6 +120,15 @@ def resolve_use(item: ast.Use, from_file: str) -> str:
                         did_you_mean(item.path, stdlib_names()) or
                         f"the standard library has {', '.join(stdlib_names())}; a file path ends in `.arch`")
         return found
-    base = Path(from_file).resolve().parent
-    target = (base / item.path)
-    return str(target)
+    if os.path.isabs(item.path) or item.path.startswith("~") or "\0" in item.path:
+        raise error("`use` takes a path relative to the using file", item.span)
+    target = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(from_file)), item.path))
+    root_dir = os.path.abspath(root)
+    if os.path.commonpath([target, root_dir]) != root_dir:
+        raise error(f"`use \"{item.path}\"` reaches outside {root_dir}, the folder of the compiled file", item.span)
+    # Below the root, the real path must be the path itself: no component is a link.
+    if os.path.realpath(target) != os.path.join(os.path.realpath(root_dir), os.path.relpath(target, root_dir)):
+        raise error(f"`use \"{item.path}\"` goes through a symbolic link; archc does not follow them", item.span)
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise error(f"`use \"{item.path}\"` is not a regular file", item.span)
+    return target

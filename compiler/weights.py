@@ -19,12 +19,11 @@ def _shape(spec: ParamSpec) -> tuple[int, ...]:
     return tuple(a.size.value for a in spec.type.axes)
 
 
-def _fans(spec: ParamSpec, fan_in_axes: Optional[tuple[str, ...]]) -> tuple[int, int]:
+def _fans(spec: ParamSpec, fan_in: Optional[int]) -> tuple[int, int]:
     shape = dict(zip(spec.type.names, _shape(spec)))
     total = math.prod(shape.values()) or 1
-    if fan_in_axes:
-        fan_in = math.prod(shape[a] for a in fan_in_axes)
-        return fan_in, total // max(fan_in, 1)
+    if fan_in:
+        return fan_in, max(total // fan_in, 1)
     dims = list(shape.values())
     if len(dims) < 2:
         return total, total

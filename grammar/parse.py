@@ -19,8 +19,9 @@ TERMINAL_NAMES = {
     "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",
     "__ANON_0": "`->`", "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "SLASH": "`/`",
     "ELLIPSIS": "`...`", "COMPARE": "a comparison", "AT": "`@`", "VBAR": "`|`", "TILDE": "`~`",
-    "RETURN": "`return`", "OVER": "`over`", "AS": "`as`", "FROM": "`from`",
+    "RETURN": "`return`", "OVER": "`over`", "AS": "`as`", "FROM": "`from`", "$END": "end of file",
 }
+OPERATORS = {"+", "-", "*", "/", "@", "**", "<", "<=", ">", ">=", "==", "!=", "and", "or", "not", "=", ","}
 
 
 class SyntaxErrorReport(Exception):
@@ -35,7 +36,9 @@ class SyntaxErrorReport(Exception):
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    return Lark.open("arch.lark", rel_to=__file__, parser="lalr", propagate_positions=True,
+    # The basic (not contextual) lexer keeps keywords reserved everywhere, so `return` after
+    # an unfinished expression is reported there rather than read as a name.
+    return Lark.open("arch.lark", rel_to=__file__, parser="lalr", lexer="basic", propagate_positions=True,
                      maybe_placeholders=True)
 
 
@@ -334,7 +337,12 @@ def _describe_expected(expected: set[str]) -> str:
 
 def _syntax_error(file: str, text: str, e: UnexpectedInput) -> SyntaxErrorReport:
     line, col = max(e.line, 1), max(e.column, 1)
-    if isinstance(e, UnexpectedEOF):
+    if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+        open_bracket = _unclosed(text)
+        if open_bracket is not None:
+            ch, bl, bc = open_bracket
+            return SyntaxErrorReport(f"unexpected end of file: the `{ch}` on line {bl} is never closed",
+                                     ast.Span(file, bl, bc, bl, bc + 1))
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
         span = ast.Span(file, line, col, line, col + 1)
@@ -345,21 +353,87 @@ def _syntax_error(file: str, text: str, e: UnexpectedInput) -> SyntaxErrorReport
         return SyntaxErrorReport(f"unexpected character `{ch}`", span)
     assert isinstance(e, UnexpectedToken)
     tok = e.token
-    if tok.type == "$END":
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-        span = ast.Span(file, line, col, line, col + 1)
-        return SyntaxErrorReport(f"unexpected end of file; expected {_describe_expected(set(e.expected))}", span)
     span = ast.Span(file, line, col, tok.end_line or line, tok.end_column or col + len(str(tok)))
     shown = str(tok)
-    help = None
-    if shown in KEYWORDS and "NAME" in e.expected:
-        help = f"`{shown}` is a keyword and cannot be used as a name"
-    return SyntaxErrorReport(f"unexpected `{shown}`; expected {_describe_expected(set(e.expected))}", span, help)
+    prev, prev_span = _previous_token(text, tok.start_pos, file)
+    if prev in KEYWORDS and shown in ("=", ",", ":"):
+        # `param = x`: the keyword is where a name was meant.
+        return SyntaxErrorReport(f"`{prev}` is a keyword and cannot name a value", prev_span,
+                                 f"choose another name, such as `{prev}_`")
+    if prev in OPERATORS and ("NAME" in e.expected or "NUMBER" in e.expected):
+        return SyntaxErrorReport(f"expected an expression after `{prev}`, found `{shown}`", span)
+    return SyntaxErrorReport(f"unexpected `{shown}`; expected {_describe_expected(set(e.expected))}", span)
+
+
+def _previous_token(text: str, pos: int, file: str) -> tuple[Optional[str], Optional[ast.Span]]:
+    """The token before `pos` (comments skipped), with its span."""
+    import re
+    before = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text[:pos]).rstrip()
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*|\*\*|<=|>=|==|!=|\S)$", before)
+    if not m:
+        return None, None
+    start = m.start()
+    line = text.count("\n", 0, start) + 1
+    col = start - (text.rfind("\n", 0, start) + 1) + 1
+    return m.group(), ast.Span(file, line, col, line, col + len(m.group()))
+
+
+def _unclosed(text: str) -> Optional[tuple[str, int, int]]:
+    """The innermost bracket left open at the end of the text, as (bracket, line, column)."""
+    stack: list[tuple[str, int, int]] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    line, col, in_comment, in_string = 1, 0, False, False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment, in_string = line + 1, 0, False, False
+            continue
+        if in_comment:
+            continue
+        if ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([{":
+            stack.append((ch, line, col))
+        elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+MAX_NESTING = 100
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Brackets nest at most MAX_NESTING deep: the tree walks are recursive."""
+    depth, line, col = 0, 1, 0
+    in_comment = in_string = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment, in_string = line + 1, 0, False, False
+        elif in_comment:
+            continue
+        elif ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise SyntaxErrorReport(f"brackets nest more than {MAX_NESTING} deep here",
+                                        ast.Span(file, line, col, line, col + 1))
+        elif ch in ")]}":
+            depth -= 1
 
 
 def parse(text: str, file: str = "<input>") -> ast.Module:
     """Parse .arch source into an AST; raises SyntaxErrorReport on the first syntax error."""
+    _check_nesting(text, file)
     try:
         tree = parser().parse(text)
     except UnexpectedInput as e:
@@ -368,3 +442,6 @@ def parse(text: str, file: str = "<input>") -> ast.Module:
         return _ToAst(file).transform(tree)
     except VisitError as e:  # a transformer bug, never user input; keep the original
         raise e.orig_exc
+    except RecursionError:  # a very long operator chain (`a + a + … + a`) builds a deep tree
+        raise SyntaxErrorReport("this expression is too long to compile; split it with intermediate names",
+                                ast.Span(file, 1, 1, 1, 2)) from None

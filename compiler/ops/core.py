@@ -50,7 +50,7 @@ class AxisSizeOp(OpDef):
         return [TensorType(attrs["dtype"], ())]
 
     def numpy(self, e, node, ins):
-        return [e.call("scalar", e.size(node.attrs["size"]), dtype=node.attrs["dtype"])]
+        return [e.call("scalar", e.size(node.attrs["size"]), dtype=numpy_dtype(node.attrs["dtype"]).name)]
 
     def onnx(self, g, node, ins):
         size = g.node("Reshape", [g.size(node.attrs["size"]), g.const_i64([])])

@@ -10,9 +10,14 @@ from typing import Any, Optional
 
 from archlang.grammar.ast import Span
 
-from ..axes import FLOAT_DTYPES, TensorType, join_axes
+from ..axes import FLOAT_DTYPES, INT_DTYPES, TensorType, join_axes
 from ..diagnostics import error
-from .registry import OpDef, check_same_sizes, register, same_dtype
+from .registry import REGISTRY, OpDef, check_same_sizes, numpy_dtype, register, same_dtype
+
+
+# How each op is written in .arch, for messages (`+` rather than `add`).
+SPELLING = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "minimum": "min", "maximum": "max",
+            "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "neg": "-"}
 
 
 class _Elementwise(OpDef):
@@ -20,22 +25,29 @@ class _Elementwise(OpDef):
     out_dtype: Optional[str] = None  # None: the operands' dtype
     needs_float = False
     needs_bool = False
+    needs_number = False  # arithmetic: not on bool
     np_fn = ""
     onnx_op = ""
 
     def build(self, b, call):
-        if len(call.args) != self.arity or call.over is not None:
+        if call.over is not None:
+            raise error(f"`{self.name}` takes no `over` clause; it acts on each element", call.over.span)
+        if len(call.args) != self.arity:
             raise error(f"`{self.name}` takes {self.arity} argument{'s' if self.arity > 1 else ''}", call.span)
         return [b.elementwise(self.name, list(call.args), call.span)]
 
     def infer(self, ins, attrs, span):
         check_same_sizes(ins, span)
-        dtype = same_dtype(ins, self.name, span)
+        shown = SPELLING.get(self.name, self.name)
+        dtype = same_dtype(ins, shown, span)
         if self.needs_float and dtype not in FLOAT_DTYPES:
-            raise error(f"`{self.name}` needs a floating-point operand, not {dtype}", span,
+            raise error(f"`{shown}` needs a floating-point operand, not {dtype}", span,
                         f"convert first with `cast(x, f32)`")
         if self.needs_bool and dtype != "bool":
-            raise error(f"`{self.name}` needs bool operands, not {dtype}", span)
+            raise error(f"`{shown}` needs bool operands, not {dtype}", span)
+        if self.needs_number and dtype == "bool":
+            raise error(f"`{shown}` needs numbers, not bool", span,
+                        "convert first with `cast(x, i64)`, or use `and`, `or` and `not` on bools")
         return [TensorType(self.out_dtype or dtype, join_axes(*ins))]
 
     def _aligned(self, em, node, ins):
@@ -49,21 +61,24 @@ class _Elementwise(OpDef):
         return [g.node(self.onnx_op, self._aligned(g, node, ins))]
 
 
-def _binary(name, np_fn, onnx_op, summary, out_dtype=None, needs_float=False, needs_bool=False):
+def _binary(name, np_fn, onnx_op, summary, out_dtype=None, needs_float=False, needs_bool=False,
+            needs_number=False):
     cls = type(name, (_Elementwise,), dict(
-        name=name, np_fn=np_fn, onnx_op=onnx_op, summary=summary, out_dtype=out_dtype,
-        needs_float=needs_float, needs_bool=needs_bool, arity=2))
+        name=name, np_fn=np_fn, onnx_op=onnx_op, summary=summary, out_dtype=out_dtype, needs_float=needs_float,
+        needs_bool=needs_bool, needs_number=needs_number, arity=2, __module__=__name__))
     register(cls)
 
 
 for _n, _np, _ox, _s in [
     ("add", "np.add", "Add", "a + b"), ("sub", "np.subtract", "Sub", "a - b"),
-    ("mul", "np.multiply", "Mul", "a * b"), ("div", "np.divide", "Div", "a / b"),
-    ("pow", "np.power", "Pow", "a ** b"),
+    ("mul", "np.multiply", "Mul", "a * b"),
     ("minimum", "np.minimum", "Min", "elementwise min(a, b)"),
     ("maximum", "np.maximum", "Max", "elementwise max(a, b)"),
 ]:
-    _binary(_n, _np, _ox, _s)
+    _binary(_n, _np, _ox, _s, needs_number=True)
+# True division and powers are defined on floats: NumPy and ONNX disagree on integers.
+_binary("div", "np.divide", "Div", "a / b (floating point)", needs_float=True)
+_binary("pow", "np.power", "Pow", "a ** b (floating point)", needs_float=True)
 
 for _n, _np, _ox, _s in [
     ("lt", "np.less", "Less", "a < b"), ("le", "np.less_equal", "LessOrEqual", "a <= b"),
@@ -74,6 +89,7 @@ for _n, _np, _ox, _s in [
 
 _binary("and", "np.logical_and", "And", "a and b (bool)", needs_bool=True)
 _binary("or", "np.logical_or", "Or", "a or b (bool)", needs_bool=True)
+REGISTRY["and"].surface = REGISTRY["or"].surface = False  # spelled as operators
 
 
 @register
@@ -101,9 +117,10 @@ class _Unary(_Elementwise):
     needs_float = True
 
 
-def _unary(name, np_fn, onnx_op, summary, needs_float=True, needs_bool=False):
+def _unary(name, np_fn, onnx_op, summary, needs_float=True, needs_bool=False, needs_number=False):
     register(type(name, (_Unary,), dict(name=name, np_fn=np_fn, onnx_op=onnx_op, summary=summary,
-                                         needs_float=needs_float, needs_bool=needs_bool)))
+                                         needs_float=needs_float, needs_bool=needs_bool,
+                                         needs_number=needs_number, __module__=__name__)))
 
 
 for _n, _np, _ox, _s in [
@@ -114,9 +131,10 @@ for _n, _np, _ox, _s in [
     ("relu", "relu", "Relu", "max(x, 0)"), ("softplus", "softplus", "Softplus", "log(1 + exp(x))"),
 ]:
     _unary(_n, _np, _ox, _s)
-_unary("neg", "np.negative", "Neg", "-x", needs_float=False)
-_unary("abs", "np.abs", "Abs", "|x|", needs_float=False)
+_unary("neg", "np.negative", "Neg", "-x", needs_float=False, needs_number=True)
+_unary("abs", "np.abs", "Abs", "|x|", needs_float=False, needs_number=True)
 _unary("not", "np.logical_not", "Not", "logical not (bool)", needs_float=False, needs_bool=True)
+REGISTRY["not"].surface = False
 
 
 @register
@@ -179,7 +197,7 @@ class Cast(OpDef):
         return [ins[0].with_dtype(attrs["dtype"])]
 
     def numpy(self, e, node, ins):
-        return [e.call("cast", ins[0], dtype=node.attrs["dtype"])]
+        return [e.call("cast", ins[0], dtype=numpy_dtype(node.attrs["dtype"]).name)]
 
     def onnx(self, g, node, ins):
         return [g.node("Cast", ins, to=g.dtype(node.attrs["dtype"]))]

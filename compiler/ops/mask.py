@@ -22,7 +22,8 @@ class Causal(OpDef):
             raise error("`causal` takes the query and key axes, as in `causal(seq, key)`", call.span)
         q, k = (b.axis(a.name, a.span) for a in call.args)
         if q.name == k.name:
-            raise error("`causal` needs two different axes (query and key positions)", call.span,
+            raise error(f"`causal` needs two different axes (query and key positions), but both are `{q.name}`",
+                        call.span,
                         f"declare the key axis with `axis key ~ {q.name}` and `rename` keys to it")
         return b.emit("causal", [], {"query": q, "key": k}, call.span)
 

@@ -53,14 +53,13 @@ class _Norm(OpDef):
             return y
         return g.node("Transpose", [y], perm=[order.index(n) for n in x.names])
 
-    def _ones(self, g, node, axes, value=1.0):
+    def _ones(self, g, node, axes):
+        """A scale of ones over the normalised axes (built at run time for symbolic sizes)."""
         import numpy as np
-        x = node.inputs[0].type
-        sizes = [x.axis(a).size for a in axes]
-        if not all(s.is_static for s in sizes):
-            return None
         from .registry import numpy_dtype
-        return g.const(np.full([s.value for s in sizes], value, dtype=numpy_dtype(x.dtype)))
+        x = node.inputs[0].type
+        one = g.const(np.ones((), dtype=numpy_dtype(x.dtype)))
+        return g.broadcast(one, [x.axis(a) for a in axes])
 
 
 @register
@@ -73,8 +72,6 @@ class LayerNorm(_Norm):
         axes = list(node.attrs["axes"])
         xt, affine, order = self._to_trailing(g, node, ins)
         scale = affine[0] if affine else self._ones(g, node, axes)
-        if scale is None:
-            raise error("`layernorm` without a weight needs static sizes for the ONNX backend", node.span)
         y = g.node("LayerNormalization", [xt, scale] + affine[1:2], axis=-len(axes), epsilon=self.eps(node))
         return [self._back(g, node, y, order)]
 
@@ -93,11 +90,14 @@ class RmsNorm(_Norm):
         dtype = node.inputs[0].type.dtype
         if g.opset >= 23:
             scale = affine[0] if affine else self._ones(g, node, axes)
-            if scale is not None:
-                y = g.node("RMSNormalization", [xt, scale], axis=-len(axes), epsilon=self.eps(node))
-                return [self._back(g, node, y, order)]
-        red = g.const_i64(list(range(-len(axes), 0)))
-        ms = g.node("ReduceMean", [g.node("Mul", [xt, xt]), red], keepdims=1)
+            y = g.node("RMSNormalization", [xt, scale], axis=-len(axes), epsilon=self.eps(node))
+            return [self._back(g, node, y, order)]
+        reduced = list(range(-len(axes), 0))
+        square = g.node("Mul", [xt, xt])
+        if g.opset >= 18:
+            ms = g.node("ReduceMean", [square, g.const_i64(reduced)], keepdims=1)
+        else:  # axes became an input in opset 18
+            ms = g.node("ReduceMean", [square], keepdims=1, axes=reduced)
         y = g.node("Div", [xt, g.node("Sqrt", [g.node("Add", [ms, g.scalar(self.eps(node), dtype)])])])
         if affine:
             y = g.node("Mul", [y, affine[0]])

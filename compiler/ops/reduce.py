@@ -1,7 +1,7 @@
 """Reductions and normalised exponentials over named axes."""
 from __future__ import annotations
 
-from ..axes import FLOAT_DTYPES
+from ..axes import FLOAT_DTYPES, INT_DTYPES
 from ..diagnostics import error
 from .registry import OpDef, positions, register, require_axes
 
@@ -16,6 +16,11 @@ class _Reduce(OpDef):
         if len(ins) != 1:
             raise error(f"`{self.name}` takes one tensor and `over` axes", span)
         require_axes(ins[0], attrs["axes"], f"the operand of `{self.name}`", span)
+        allowed = FLOAT_DTYPES if self.name == "mean" else FLOAT_DTYPES | INT_DTYPES
+        if ins[0].dtype not in allowed:
+            kind = "floating-point" if self.name == "mean" else "numeric"
+            raise error(f"`{self.name}` needs a {kind} operand, not {ins[0].dtype}", span,
+                        "convert first with `cast(x, f32)`")
         return [ins[0].without(attrs["axes"])]
 
     def numpy(self, e, node, ins):
@@ -31,7 +36,7 @@ class _Reduce(OpDef):
 for _n, _np, _ox in [("sum", "np.sum", "ReduceSum"), ("mean", "np.mean", "ReduceMean"),
                      ("max", "np.max", "ReduceMax"), ("min", "np.min", "ReduceMin"),
                      ("prod", "np.prod", "ReduceProd")]:
-    register(type(_n, (_Reduce,), dict(name=_n, np_fn=_np, onnx_op=_ox,
+    register(type(_n, (_Reduce,), dict(name=_n, np_fn=_np, onnx_op=_ox, __module__=__name__,
                                        summary=f"{_n} over the named axes",
                                        example=f"y = {_n}(x over seq)")))
 

@@ -10,13 +10,13 @@ import ast as pyast
 import keyword
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from archlang.compiler import ops
 from archlang.compiler.axes import Axis, Size, TensorType
-from archlang.compiler.ir import Graph, Node
+from archlang.compiler.ir import Graph
 from archlang.compiler.layout import alignment
 
 from . import numpy_runtime, numpy_runtime_conv

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from archlang.grammar import ast
 
 from . import ops
-from .axes import DTYPES, FLOAT_DTYPES, INT_DTYPES, Axis, Size, TensorType
+from .axes import DTYPES, INT_DTYPES, Axis, Size, TensorType
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Graph, ParamSpec, Scope, Value
 from .program import Program
@@ -43,7 +43,27 @@ class Weak:
         return self.value
 
 
-Operand = Union[Value, Weak]
+class Poison:
+    """The value of a statement that failed. Using it fails silently, so one mistake gives one
+    error and the builder can go on to report the independent ones."""
+
+
+class Poisoned(CompileError):
+    """Raised where a poisoned value is used: nothing new to report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+Operand = Union[Value, Weak, Poison]
+MAX_ERRORS = 20
+
+
+@dataclass
+class Binding:
+    span: Optional[ast.Span]
+    kind: str  # "value" | "parameter" | "argument" | "input"
+    read: bool = False
 
 
 @dataclass
@@ -53,6 +73,7 @@ class Env:
     axis_spans: dict[str, Optional[ast.Span]]
     values: dict[str, Operand]
     function: ast.Function
+    bindings: dict[str, Binding] = field(default_factory=dict)
 
 
 def format_layout(layout: tuple[tuple[str, ...], ...]) -> str:
@@ -82,6 +103,55 @@ class Builder:
         self.param_values: dict[str, Value] = {}
         self.param_calls: dict[str, ast.Span] = {}  # parameter -> the call that created it
         self.call_spans: list[ast.Span] = []
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        self._reported: set[tuple] = set()
+
+    # ---- reporting ------------------------------------------------------------
+
+    def record(self, e: CompileError) -> None:
+        """Keep the errors of a failed statement (each once) and go on, up to MAX_ERRORS."""
+        for d in e.diagnostics:
+            key = (d.message, d.span)
+            if key in self._reported:
+                continue
+            self._reported.add(key)
+            seen = [d.span] + [sp for _, sp in d.notes]
+            for name, span in list(zip(self.call_stack, self.call_spans))[::-1][:3]:
+                if span not in seen:
+                    d.note(f"in block `{name}`, called here", span)
+            self.errors.append(d)
+        if len(self.errors) >= MAX_ERRORS:
+            raise CompileError(*self.errors, Diagnostic(f"stopping after {MAX_ERRORS} errors", None))
+
+    def warn(self, message: str, span: Optional[ast.Span], help: Optional[str] = None) -> None:
+        key = (message, span)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.warnings.append(Diagnostic(message, span, severity="warning", help=help))
+
+    def bind(self, name: str, value: Operand, span: Optional[ast.Span], kind: str) -> None:
+        """Bind a name, warning about the value it replaces if that was never used."""
+        old = self.env.bindings.get(name)
+        if old is not None and not old.read:
+            self._warn_unused(name, old)
+        if name in self.consts and name not in self.env.values:
+            self.warn(f"`{name}` shadows the constant `{name}`", span,
+                      "rename one of them, or the constant is out of reach here")
+        self.env.values[name] = value
+        self.env.bindings[name] = Binding(span, kind)
+
+    def _warn_unused(self, name: str, b: Binding) -> None:
+        if name.startswith("_") or name.startswith("\0"):
+            return
+        what = {"value": "value", "parameter": "parameter", "argument": "argument", "input": "input"}[b.kind]
+        self.warn(f"{what} `{name}` is never used", b.span,
+                  f"remove it, or name it `_{name}` to say it is unused on purpose" if b.kind == "value" else None)
+
+    def _warn_unread(self) -> None:
+        for name, b in self.env.bindings.items():
+            if not b.read:
+                self._warn_unused(name, b)
 
     # ---- entry point ----------------------------------------------------------
 
@@ -105,8 +175,10 @@ class Builder:
             for i, a in enumerate(t.axes):
                 if not a.size.is_static and len(a.size.symbols) == 1 and a.size == Size.of(next(iter(a.size.symbols))):
                     self.graph.symbols.setdefault(next(iter(a.size.symbols)), (arg.name, i))
-            self.env.values[arg.name] = v
+            self.bind(arg.name, v, arg.span, "input")
         results = self.run_body(model)
+        if self.errors:  # warnings wait: after an error, "never used" is often just recovery's doing
+            raise CompileError(*self.errors)
         if len(results) != len(model.results):
             raise CompileError(Diagnostic(f"`{model.name}` returns {plural(len(results), 'value')} but declares "
                                           f"{plural(len(model.results), 'result')}", self._return_span(model))
@@ -124,6 +196,8 @@ class Builder:
                 v = self.emit("transpose", [v], {"order": want.names}, span)[0]
             self.graph.outputs.append((decl.name, v))
         self._check_symbols_bound()
+        self.graph.warnings = sorted(self.warnings, key=lambda d: (d.span.file, d.span.line, d.span.column)
+                                     if d.span else ("", 0, 0))
         return self.graph
 
     def _check_symbols_bound(self) -> None:
@@ -245,10 +319,23 @@ class Builder:
     # ---- statements -----------------------------------------------------------
 
     def run_body(self, fn: ast.Function) -> list[Operand]:
+        """Run the statements; a failing one is recorded and its names poisoned."""
         for stmt in fn.body:
             if isinstance(stmt, ast.Return):
-                return [self.expr(v) for v in stmt.values]
-            self.statement(stmt)
+                try:
+                    results = [self.expr(v) for v in stmt.values]
+                except CompileError as e:
+                    self.record(e)
+                    results = [Poison() for _ in fn.results]
+                self._warn_unread()
+                return results
+            try:
+                self.statement(stmt)
+            except CompileError as e:
+                self.record(e)
+                for name in _defined_names(stmt):
+                    self.env.values[name] = Poison()
+                    self.env.bindings[name] = Binding(None, "value", read=True)
         raise error(f"`{fn.name}` has no `return`", fn.span)
 
     def _return_spans(self, fn: ast.Function) -> list[ast.Span]:
@@ -265,7 +352,7 @@ class Builder:
 
     def statement(self, stmt: ast.Stmt) -> None:
         if isinstance(stmt, ast.ParamStmt):
-            self.env.values[stmt.name] = self.param(stmt)
+            self.bind(stmt.name, self.param(stmt), stmt.span, "parameter")
         elif isinstance(stmt, ast.AxisDecl):
             for d in stmt.axes:
                 if d.name in self.env.values:
@@ -285,7 +372,7 @@ class Builder:
                     raise error(f"`{name}` is an axis; a value needs another name", stmt.span)
                 if isinstance(v, Value) and not v.hint:
                     v.hint = name
-                self.env.values[name] = v
+                self.bind(name, v, stmt.span, "value")
 
     def param(self, stmt: ast.ParamStmt) -> Value:
         full = ".".join(self.scope.path + (stmt.name,))
@@ -411,7 +498,12 @@ class Builder:
 
     def lookup(self, name: str, span: Optional[ast.Span]) -> Operand:
         if name in self.env.values:
-            return self.env.values[name]
+            if name in self.env.bindings:
+                self.env.bindings[name].read = True
+            value = self.env.values[name]
+            if isinstance(value, Poison):
+                raise Poisoned()
+            return value
         if name in self.consts:
             return Weak(self.consts[name], span)
         if name in self.env.axes:
@@ -556,14 +648,11 @@ class Builder:
                 self.check_type(v, want, f"argument `{decl.name}` of `{call.name}`", a.span, decl.span,
                                 rest=any(x.name == "..." for x in decl.type.axes),
                                 outer={inner: o for o, inner in renames.items()})
-                self.env.values[decl.name] = v
-            try:
-                results = self.run_body(fn)
-            except CompileError as e:
-                d = e.diagnostics[0] if e.diagnostics else None
-                if d is not None and len(d.notes) < 8 and call.span not in [d.span] + [sp for _, sp in d.notes]:
-                    d.note(f"in block `{fn.name}`, called here", call.span)
-                raise
+                self.bind(decl.name, v, decl.span, "argument")
+            n_errors = len(self.errors)
+            results = self.run_body(fn)
+            if len(self.errors) > n_errors or any(isinstance(r, Poison) for r in results):
+                return [Poison() for _ in fn.results] if len(fn.results) > 1 else Poison()
             if len(results) != len(fn.results):
                 raise CompileError(Diagnostic(f"`{fn.name}` returns {plural(len(results), 'value')} but declares "
                                               f"{plural(len(fn.results), 'result')}", self._return_span(fn))
@@ -714,7 +803,7 @@ class Builder:
                                 None, None, call.span, call.name_span)
                 out = self.call_block(step, name.replace("{i}", str(i)))
                 if isinstance(out, list):
-                    raise error(f"`repeat` needs a block with one result", call.span)
+                    raise error("`repeat` needs a block with one result", call.span)
                 out = self.value(out, call.span)
                 if out.type.dtype != state.type.dtype or not out.type.same_axes(state.type):
                     raise error(f"`repeat` feeds each result back in, so `{call.name}` must return what it takes: "
@@ -735,6 +824,14 @@ _FOLD = {
     "exp": lambda a: math.exp(min(a, 700)), "log": lambda a: math.log(a) if a > 0 else -math.inf if a == 0 else math.nan,
     "minimum": min, "maximum": max,
 }
+
+
+def _defined_names(stmt: ast.Stmt) -> list[str]:
+    if isinstance(stmt, ast.ParamStmt):
+        return [stmt.name]
+    if isinstance(stmt, ast.Assign):
+        return list(stmt.targets)
+    return []
 
 
 def build_graph(program: Program, overrides: Optional[dict[str, str]] = None,

@@ -58,6 +58,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load(args, sources):
+    """Parse and type-check `args.file`; warnings go to stderr and never change the exit code."""
+    from .driver import load_graph, parse_sets
+    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    for w in graph.warnings:
+        print(render(w, sources), file=sys.stderr)
+    return graph
+
+
 def _budget(args) -> int:
     from .build import DEFAULT_MAX_PARAMS
     return args.max_params if args.max_params is not None else DEFAULT_MAX_PARAMS
@@ -75,34 +84,31 @@ def _opset(requested: Optional[int]) -> int:
 
 
 def cmd_check(args, sources) -> int:
-    from .driver import load_graph, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    graph = _load(args, sources)
     n_params = sum(int(math.prod(a.size.value for a in p.type.axes)) for p in graph.params.values())
     print(f"{args.file}: ok: model `{graph.name}`, {len(graph.nodes)} nodes, {n_params:,} parameters")
     return 0
 
 
 def cmd_ir(args, sources) -> int:
-    from .driver import load_graph, parse_sets
     from .ir import print_graph
-    sys.stdout.write(print_graph(load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))))
+    sys.stdout.write(print_graph(_load(args, sources)))
     return 0
 
 
 def cmd_emit_numpy(args, sources) -> int:
     from archlang.backends.numpy_codegen import emit_module
-    from .driver import load_graph, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    graph = _load(args, sources)
     write_bytes(args.output, emit_module(graph, args.file).encode())
     return 0
 
 
 def cmd_compile(args, sources) -> int:
     from archlang.backends.onnx_export import compile_to_file
-    from .driver import load_graph, load_params, parse_sets
+    from .driver import load_params
     start = time.perf_counter()
     opset = _opset(args.opset)
-    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    graph = _load(args, sources)
     params = load_params(graph, args.weights, args.seed)
     model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
     print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {opset}) in {time.perf_counter() - start:.2f} s",
@@ -144,8 +150,8 @@ def _random_inputs(graph, seed: int) -> dict:
 def cmd_run(args, sources) -> int:
     import io
     import numpy as np
-    from .driver import load_graph, load_params, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    from .driver import load_params
+    graph = _load(args, sources)
     params = load_params(graph, args.weights, args.seed)
     if args.inputs:
         try:

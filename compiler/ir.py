@@ -76,6 +76,7 @@ class Graph:
         self.outputs: list[tuple[str, Value]] = []
         self.params: dict[str, ParamSpec] = {}
         self.symbols: dict[str, tuple[str, int]] = {}  # symbolic size -> (input name, axis position)
+        self.warnings: list = []  # diagnostics of severity "warning" found while building
         self._next_id = 0
 
     def new_value(self, type: TensorType, hint: str = "") -> Value:

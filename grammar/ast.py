@@ -1,7 +1,7 @@
 """The .arch abstract syntax tree: one frozen dataclass per construct, each with its span."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Union
 
 

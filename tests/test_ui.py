@@ -10,6 +10,7 @@ Annotations say where each error must point:
     y = x @ w      # ~ERROR no shared axis      an error on this line containing the text
     # ~^ ERROR unexpected                        one `^` per line above the comment
     # ~? ERROR names no axis                     an error with no source location
+    x = 3          # ~WARNING never used         a warning (a case with only warnings must pass `check`)
 
 Every error must be annotated and every annotation matched. A first line
 `# ARGS: --set foo=1` adds arguments to the `archc check` command line. Files under an
@@ -29,8 +30,8 @@ import pytest
 UI = Path(__file__).resolve().parent / "ui"
 STDLIB = Path(str(resources.files("archlang.stdlib"))).resolve()  # where `use "nn"` reads from
 
-ANNOTATION = re.compile(r"#\s*~(?P<up>\^*)\s*(?P<nospan>\?)?\s*ERROR\s+(?P<text>.*?)\s*$")
-LOCATED = re.compile(r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.*)$")
+ANNOTATION = re.compile(r"#\s*~(?P<up>\^*)\s*(?P<nospan>\?)?\s*(?P<kind>ERROR|WARNING)\s+(?P<text>.*?)\s*$")
+LOCATED = re.compile(r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning): (?P<msg>.*)$")
 UNLOCATED = re.compile(r"^archc: error: (?P<msg>.*)$")  # an error without a source location
 
 
@@ -43,6 +44,7 @@ class Annotation:
     file: Path
     line: int  # 0 for an error without a location
     text: str
+    kind: str = "error"  # or "warning"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Reported:
     file: Path | None
     line: int
     message: str
+    kind: str = "error"
 
 
 def annotations(path: Path) -> list[Annotation]:
@@ -58,7 +61,7 @@ def annotations(path: Path) -> list[Annotation]:
         m = ANNOTATION.search(text)
         if m:
             line = 0 if m["nospan"] else number - len(m["up"])
-            out.append(Annotation(path.resolve(), line, m["text"]))
+            out.append(Annotation(path.resolve(), line, m["text"], m["kind"].lower()))
     return out
 
 
@@ -84,7 +87,7 @@ def reported(stderr: str, case_dir: Path) -> list[Reported]:
             file = Path(m["file"].replace("$DIR", str(case_dir)).replace("$STDLIB", str(STDLIB)))
             if not file.is_absolute():
                 file = case_dir / file
-            out.append(Reported(file.resolve(), int(m["line"]), m["msg"]))
+            out.append(Reported(file.resolve(), int(m["line"]), m["msg"], m["kind"]))
             continue
         m = UNLOCATED.match(text)
         if m:
@@ -102,15 +105,16 @@ def check_annotations(case: Path, errors: list[Reported]) -> list[str]:
     problems = []
     matched: set[Annotation] = set()
     for e in errors:
-        hits = [a for a in wanted if a.line == e.line and (a.line == 0 or a.file == e.file) and a.text in e.message]
+        hits = [a for a in wanted if a.line == e.line and (a.line == 0 or a.file == e.file) and a.text in e.message
+                and a.kind == e.kind]
         if not hits:
             where = f"{e.file.name}:{e.line}" if e.file else "(no location)"
-            problems.append(f"unannotated error at {where}: {e.message}")
+            problems.append(f"unannotated {e.kind} at {where}: {e.message}")
         matched.update(hits)
     for a in wanted:
         if a not in matched:
             where = f"{a.file.name}:{a.line}" if a.line else "(no location)"
-            problems.append(f"annotation `{a.text}` at {where} matched no error")
+            problems.append(f"{a.kind} annotation `{a.text}` at {where} matched no {a.kind}")
     return problems
 
 
@@ -122,8 +126,12 @@ def test_ui(case: Path, bless: bool, archc) -> None:
 
     assert "Traceback" not in stderr, stderr
     assert "internal error" not in stderr, stderr
-    assert result.returncode == 1, f"exit code {result.returncode}, expected 1\n{stderr}"
-    assert result.stdout == "", f"a failed check printed to stdout: {result.stdout!r}"
+    expects_error = any(a.kind == "error" for a in annotations(case)) or any(
+        r.kind == "error" for r in reported(stderr, case.parent))  # unwanted errors fail the annotation check
+    want_code = 1 if expects_error else 0  # warnings never change the exit code
+    assert result.returncode == want_code, f"exit code {result.returncode}, expected {want_code}\n{stderr}"
+    if expects_error:
+        assert result.stdout == "", f"a failed check printed to stdout: {result.stdout!r}"
 
     problems = check_annotations(case, reported(stderr, case.parent))
     assert not problems, "\n".join(problems) + "\n--- stderr ---\n" + stderr

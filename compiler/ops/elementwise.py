@@ -6,11 +6,9 @@ operand's order first), and each operand is aligned to it before the positional 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
-from archlang.grammar.ast import Span
-
-from ..axes import FLOAT_DTYPES, INT_DTYPES, TensorType, join_axes
+from ..axes import FLOAT_DTYPES, TensorType, join_axes
 from ..diagnostics import error
 from .registry import REGISTRY, OpDef, check_same_sizes, numpy_dtype, register, same_dtype
 
@@ -42,7 +40,7 @@ class _Elementwise(OpDef):
         dtype = same_dtype(ins, shown, span)
         if self.needs_float and dtype not in FLOAT_DTYPES:
             raise error(f"`{shown}` needs a floating-point operand, not {dtype}", span,
-                        f"convert first with `cast(x, f32)`")
+                        "convert first with `cast(x, f32)`")
         if self.needs_bool and dtype != "bool":
             raise error(f"`{shown}` needs bool operands, not {dtype}", span)
         if self.needs_number and dtype == "bool":

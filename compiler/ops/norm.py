@@ -1,7 +1,7 @@
 """Normalisations over named axes: layer norm, RMS norm, batch norm (inference form)."""
 from __future__ import annotations
 
-from ..axes import FLOAT_DTYPES, Size
+from ..axes import FLOAT_DTYPES
 from ..diagnostics import error
 from .registry import OpDef, check_same_sizes, positions, register, require_axes, same_dtype
 

@@ -22,7 +22,7 @@ import numpy as np
 from archlang.grammar.ast import Span
 
 from ..axes import Axis, TensorType
-from ..diagnostics import CompileError, error
+from ..diagnostics import error
 
 if TYPE_CHECKING:
     from archlang.grammar import ast

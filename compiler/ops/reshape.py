@@ -7,13 +7,12 @@ current block, with that size.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 
 from archlang.grammar import ast as A
 
-from ..axes import Axis, Size, TensorType, join_axes
+from ..axes import Axis, Size, TensorType
 from ..diagnostics import error
 from .registry import OpDef, check_same_sizes, register, require_axes, same_dtype
 

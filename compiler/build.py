@@ -585,7 +585,26 @@ class Builder:
     def _is_param(v: Value) -> bool:
         return v.producer is not None and v.producer.op == "param"
 
+    def _check_axis_sizes(self, inputs: list[Value], span: Optional[ast.Span]) -> None:
+        """One name, one size: say which operands disagree and where the axis was declared."""
+        seen: dict[str, tuple[Axis, Value]] = {}
+        for v in inputs:
+            for a in v.type.axes:
+                if a.name not in seen:
+                    seen[a.name] = (a, v)
+                    continue
+                first, fv = seen[a.name]
+                if first.size != a.size:
+                    def who(x: Value) -> str:
+                        return f"`{x.hint.split('.')[-1]}`" if x.hint and not x.hint.startswith("\0") else "another operand"
+                    diag = Diagnostic(f"`{a.name}` is {a.size} in {who(v)} but {first.size} in {who(fv)}", span)
+                    where = self.env.axis_spans.get(a.name) if self.env else None
+                    if where is not None:
+                        diag.note(f"`{a.name}` is declared here as {self.env.axes[a.name].size}", where)
+                    raise CompileError(diag)
+
     def emit(self, op: str, inputs: list[Value], attrs: dict[str, Any], span: Optional[ast.Span]) -> list[Value]:
+        self._check_axis_sizes(inputs, span)
         opdef = ops.get(op)
         out_types = opdef.infer([v.type for v in inputs], attrs, span)
         for t in out_types:

@@ -1,0 +1,206 @@
+"""Declarations: axes and constants (in source order), sizes, tensor types and parameters.
+
+A mixin of the Builder (compiler/build.py); it reads `self.env`, `self.consts`,
+`self.graph` and reports through `error`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Union
+
+from archlang.grammar import ast
+
+from .axes import Axis, Size, TensorType
+from .diagnostics import CompileError, Diagnostic, did_you_mean, error
+from .ir import ParamSpec, Value
+from .values import INITIALIZERS, Env, Weak, format_layout
+
+
+class Declarations:
+    def _global_declarations(self) -> None:
+        """Axes and constants in source order: each may use those declared before it."""
+        for d in self.program.decls:
+            if isinstance(d, ast.AxisDef):
+                self.declare_axis(d, self.env, override=self.overrides.get(d.name))
+                continue
+            if d.name in self.overrides:
+                self.consts[d.name] = self._parse_override(d.name, self.overrides[d.name], d.span)
+                continue
+            w = self.expr(d.value)
+            if not isinstance(w, Weak) or w.static is None:
+                raise error(f"constant `{d.name}` must be a number", d.value.span)
+            self.consts[d.name] = w.static
+
+    def _parse_override(self, name: str, text: str, span) -> Union[int, float]:
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                raise error(f"`--set {name}={text}`: the value must be a number", None) from None
+
+    def declare_axis(self, d: ast.AxisDef, env: Env, override: Optional[str] = None) -> None:
+        # A block may shadow a global axis; one scope may not declare a name twice.
+        first = env.axis_spans.get(d.name)
+        if d.name in env.axes and (env.axes is self.global_axes or first is not self.global_axis_spans.get(d.name)):
+            raise CompileError(Diagnostic(f"axis `{d.name}` is declared twice", d.span)
+                               .note("first declared here", first))
+        if override is not None:
+            value = self._parse_override(d.name, override, d.span)
+            if not isinstance(value, int) or value <= 0:
+                raise error(f"`--set {d.name}={override}`: an axis size must be a positive integer", None)
+            size = Size.of(value)
+        elif d.kind == "symbolic":
+            size = Size.of(d.name)
+        elif d.kind == "like":
+            size = self.axis(d.like, d.span, env).size
+        else:
+            size = self.size_expr(d.size, env, d.name)
+            if size.is_static and (size.value is None or size.value <= 0):
+                raise error(f"axis `{d.name}` would have size {size}; sizes must be positive integers", d.span)
+        env.axes[d.name] = Axis(d.name, size)
+        env.axis_spans[d.name] = d.span
+
+    def size_expr(self, e: ast.SizeExpr, env: Env, axis: str = "") -> Size:
+        if isinstance(e, ast.SizeInt):
+            return Size.of(e.value)
+        if isinstance(e, ast.SizeName):
+            if e.name in env.axes:
+                return env.axes[e.name].size
+            local = env.values.get(e.name) if env.values else None
+            if isinstance(local, Weak) and isinstance(local.static, int) and not isinstance(local.static, bool):
+                return Size.of(local.static)  # a block's constant parameter
+            if e.name in self.consts and isinstance(self.consts[e.name], int):
+                return Size.of(self.consts[e.name])
+            if e.name in self.consts:
+                raise error(f"constant `{e.name}` is {self.consts[e.name]!r}; an axis size needs a whole number",
+                            e.span)
+            raise error(f"unknown axis `{e.name}` in a size", e.span,
+                        did_you_mean(e.name, list(env.axes) + list(self.consts)))
+        left, right = self.size_expr(e.left, env, axis), self.size_expr(e.right, env, axis)
+        if e.op == "+":
+            return left + right
+        if e.op == "-":
+            return left - right
+        if e.op == "*":
+            return left * right
+        if e.op == "//" and not (left.is_static and right.is_static):
+            raise error(f"`//` rounds down, which needs static sizes; {left} // {right} is symbolic", e.span)
+        result = left.divide(right) if e.op == "/" else left.floordiv(right)
+        if result is None:
+            raise error(f"{'axis `' + axis + '`: ' if axis else ''}{left} / {right} is not a whole number", e.span,
+                        "use `//` to round down" if e.op == "/" else None)
+        return result
+
+    def axis(self, name: str, span: Optional[ast.Span], env: Optional[Env] = None) -> Axis:
+        env = env or self.env
+        if name not in env.axes:
+            hint = did_you_mean(name, env.axes)
+            if name in env.values:
+                hint = f"`{name}` is a value, not an axis"
+            raise error(f"unknown axis `{name}`", span, hint)
+        return env.axes[name]
+
+    def axis_span(self, name: str) -> Optional[ast.Span]:
+        return self.env.axis_spans.get(name)
+
+    def resolve_type(self, t: ast.TensorType, allow_rest: bool, env: Optional[Env] = None) -> TensorType:
+        axes: list[Axis] = []
+        for a in t.axes:
+            if a.name == "...":
+                if not allow_rest:
+                    raise error("`...` is only allowed in block signatures; a model's types name every axis",
+                                a.span)
+                continue
+            ax = self.axis(a.name, a.span, env)
+            if ax in axes:
+                raise error(f"axis `{a.name}` appears twice in one type", a.span,
+                            "two wires of one size need two names; declare one with `axis other ~ "
+                            f"{a.name}`")
+            axes.append(ax)
+        return TensorType(t.dtype, tuple(axes))
+
+    def param(self, stmt: ast.ParamStmt) -> Value:
+        full = ".".join(self.scope.path + (stmt.name,))
+        axes = []
+        for name in stmt.axes:
+            ax = self.axis(name, stmt.span)
+            if ax in axes:
+                raise error(f"axis `{name}` appears twice in parameter `{stmt.name}`", stmt.span,
+                            f"declare a second wire with `axis other ~ {name}`")
+            axes.append(ax)
+        t = TensorType(stmt.dtype or "f32", tuple(axes))
+        for ax in axes:
+            if not ax.size.is_static:
+                raise error(f"parameter `{stmt.name}` has axis `{ax.name}` of size {ax.size}; parameters need "
+                            "fixed sizes", stmt.span, "give the axis a size, or use `--set` to fix it")
+        if full in self.graph.params:
+            if self.sharing_params and full in self.param_values:
+                return self.param_values[full]
+            first_call = self.param_calls.get(full)
+            here = self.call_spans[-1] if self.call_spans else stmt.span
+            instance = ".".join(self.scope.path) or "the model"
+            if first_call is not None and self.call_spans:
+                diag = Diagnostic(f"a second call is also named `{instance}`, so parameter `{full}` would be "
+                                  "declared twice", here,
+                                  help=f"name each call with `as`, as in `... as {self.scope.path[-1]}_2`")
+                diag.note(f"the first call named `{instance}` is here", first_call)
+            else:
+                diag = Diagnostic(f"parameter `{full}` is declared twice", stmt.span)
+                diag.note("first declared here", self.graph.params[full].span)
+            raise CompileError(diag)
+        count = math.prod(ax.size.value for ax in axes)
+        self.n_params += count
+        if self.n_params > self.max_params:
+            raise error(f"parameters would reach {self.n_params:,} elements, over the budget of {self.max_params:,}",
+                        stmt.span, "raise it with `--max-params N` if the machine can hold them")
+        init = self.param_init(stmt, t)
+        source = ".".join(self.scope.path + (stmt.source.name,)) if stmt.source else full
+        if stmt.source and "{i}" in stmt.source.name:
+            source = stmt.source.name.replace("{i}", str(self.scope.repeat[-1][1] if self.scope.repeat else 0))
+        layout = self.param_layout(stmt, t)
+        self.graph.params[full] = ParamSpec(full, t, init, stmt.span, source, layout)
+        if self.call_spans:
+            self.param_calls[full] = self.call_spans[-1]
+        v = self.emit("param", [], {"name": full, "type": t}, stmt.span)[0]
+        v.hint = full
+        self.param_values[full] = v
+        return v
+
+    def param_init(self, stmt: ast.ParamStmt, t: TensorType) -> tuple[str, tuple, dict]:
+        if stmt.init is None:
+            return ("normal", (0.02,), {})
+        init = stmt.init
+        if init.name not in INITIALIZERS:
+            raise error(f"unknown initializer `{init.name}`", init.span, did_you_mean(init.name, INITIALIZERS))
+        args = []
+        for a in init.args:
+            w = self.expr(a) if not isinstance(a, (ast.Keyword, ast.AxisMap, ast.DTypeArg, ast.StringArg)) else None
+            if not isinstance(w, Weak) or w.static is None:
+                raise error(f"arguments of `{init.name}` must be numbers", getattr(a, "span", init.span))
+            args.append(float(w.static))
+        arity = INITIALIZERS[init.name]
+        lo, hi = arity if isinstance(arity, tuple) else (arity, arity)
+        if not lo <= len(args) <= hi:
+            raise error(f"`{init.name}` takes {lo if lo == hi else f'{lo} to {hi}'} argument{'' if hi == 1 else 's'}",
+                        init.span)
+        kwargs: dict[str, Any] = {}
+        if init.over is not None:
+            if init.name not in ("xavier", "kaiming", "uniform"):
+                raise error("`over` names fan-in axes, which only `uniform`, `xavier` and `kaiming` use",
+                            init.over.span)
+            sizes = [self.axis(a, init.over.span).size for a in init.over.axes]
+            if not all(sz.is_static for sz in sizes):
+                raise error("fan-in axes need fixed sizes", init.over.span)
+            kwargs["fan_in"] = math.prod(sz.value for sz in sizes)
+        return (init.name, tuple(args), kwargs)
+
+    def param_layout(self, stmt: ast.ParamStmt, t: TensorType) -> Optional[tuple[tuple[str, ...], ...]]:
+        if stmt.source is None or stmt.source.layout is None:
+            return None
+        flat = [a for group in stmt.source.layout for a in group]
+        if sorted(flat) != sorted(t.names):
+            raise error(f"the stored layout {format_layout(stmt.source.layout)} "
+                        f"must name each axis of `{stmt.name}` ({', '.join(t.names)}) once", stmt.source.span)
+        return stmt.source.layout

@@ -102,6 +102,9 @@ def write_model(model: onnx.ModelProto, tensors: Mapping[str, np.ndarray], path:
     with atomic_output(path) as (f, out):
         if total <= PROTOBUF_LIMIT:
             _write_embedded(f, model, tensors)
+            stale = out.parent / data_name(path)  # from an earlier, larger compile to this path
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
         else:
             with atomic_output(str(out.parent / data_name(path))) as (d, _):
                 _write_external(f, d, data_name(path), model, tensors)

@@ -9,7 +9,7 @@ from .build import DEFAULT_MAX_PARAMS, build_graph
 from .diagnostics import SourceCache
 from .ir import Graph
 from .program import load_program
-from .weights import bind_weights, initialize_all, read_weights_file
+from .weights import initialize_all, load_weights
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:
@@ -30,5 +30,5 @@ def load_graph(path: str, sources: SourceCache, sets: Optional[dict[str, str]] =
 
 def load_params(graph: Graph, weights: Optional[str], seed: int) -> dict[str, np.ndarray]:
     if weights:
-        return bind_weights(graph, read_weights_file(weights), weights)
+        return load_weights(graph, weights)
     return initialize_all(graph, seed)

@@ -43,8 +43,10 @@ def parse_source(text: str, file: str) -> ast.Module:
 
 
 def stdlib_path(name: str) -> Optional[str]:
-    res = resources.files(STDLIB).joinpath(f"{name}.arch")
-    return str(res) if res.is_file() else None
+    """The standard library module `name`; only the names it ships, never a path."""
+    if name not in stdlib_names():
+        return None
+    return str(resources.files(STDLIB).joinpath(f"{name}.arch"))
 
 
 def stdlib_names() -> list[str]:
@@ -69,7 +71,9 @@ def load_program(path: str, sources: SourceCache, text: Optional[str] = None) ->
             sources.add(file, src)
         for item in module.items:
             if isinstance(item, ast.Use):
-                load(resolve_use(item, file, _root_of(file)), item.span)
+                # The compiled file may be named through a link: its uses resolve from its real place.
+                real = os.path.realpath(file) if file == path else os.path.abspath(file)
+                load(resolve_use(item, real, _root_of(file)), item.span)
             elif isinstance(item, ast.AxisDecl):
                 program.axis_decls.extend(item.axes)
                 program.decls.extend(item.axes)
@@ -96,7 +100,8 @@ def load_program(path: str, sources: SourceCache, text: Optional[str] = None) ->
         stdlib_dir = Path(str(resources.files(STDLIB)))
         if Path(file).resolve().is_relative_to(stdlib_dir.resolve()):
             return stdlib_dir
-        return Path(os.path.abspath(path)).parent
+        # The user named the compiled file (perhaps through a link): its real folder is the root.
+        return Path(os.path.realpath(path)).parent
 
     load(path, None, text)
     return program
@@ -122,7 +127,8 @@ def resolve_use(item: ast.Use, from_file: str, root: Path) -> str:
         return found
     if os.path.isabs(item.path) or item.path.startswith("~") or "\0" in item.path:
         raise error("`use` takes a path relative to the using file", item.span)
-    target = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(from_file)), item.path))
+    base = os.path.dirname(from_file)
+    target = os.path.normpath(os.path.join(base, item.path))
     root_dir = os.path.abspath(root)
     if os.path.commonpath([target, root_dir]) != root_dir:
         raise error(f"`use \"{item.path}\"` reaches outside {root_dir}, the folder of the compiled file", item.span)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -13,6 +12,7 @@ from .axes import FLOAT_DTYPES
 from .diagnostics import CompileError, Diagnostic
 from .ir import Graph, ParamSpec
 from .ops.registry import numpy_dtype
+from .weights_file import WeightsFile, open_weights
 
 
 def _shape(spec: ParamSpec) -> tuple[int, ...]:
@@ -87,49 +87,28 @@ def from_stored(spec: ParamSpec, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(split, [flat.index(a) for a in spec.type.names]))
 
 
-def read_weights_file(path: str) -> dict[str, np.ndarray]:
-    """Tensors of a .safetensors or .npz file, never unpickling anything."""
-    p = Path(path)
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.numpy import load_file
-            return dict(load_file(str(p)))
-        if p.suffix == ".npz":
-            with np.load(str(p), allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise CompileError(Diagnostic(f"weights file not found: {path}", None)) from None
-    except Exception as e:  # a corrupt or hostile file: report, never crash
-        raise CompileError(Diagnostic(f"cannot read weights file {path}: {e}", None)) from None
-    raise CompileError(Diagnostic(f"weights file {path}: expected a .safetensors or .npz file", None))
-
-
-def bind_weights(graph: Graph, tensors: Mapping[str, np.ndarray], path: str = "weights") -> dict[str, np.ndarray]:
-    """Match file tensors to parameters by name; one error lists every mismatch."""
-    out: dict[str, np.ndarray] = {}
+def bind_weights(graph: Graph, weights: WeightsFile) -> dict[str, np.ndarray]:
+    """Match file tensors to parameters by name. Every mismatch is found from the headers and
+    reported in one error before any tensor data is read."""
     missing, misshaped, wrong_dtype = [], [], []
-    used: set[str] = set()
+    wanted: dict[str, ParamSpec] = {}
     for name, spec in graph.params.items():
         key = spec.source_name
-        if key not in tensors:
+        if key not in weights.entries:
             missing.append(f"{key} {list(stored_shape(spec))}")
             continue
-        used.add(key)
-        arr = tensors[key]
+        shape, dtype = weights.entries[key]
         want = stored_shape(spec)
-        if tuple(arr.shape) != want:
-            misshaped.append(f"{key}: expected {list(want)}, found {list(arr.shape)}")
-            continue
-        dtype = numpy_dtype(spec.type.dtype)
-        if arr.dtype != dtype:
-            if not (spec.type.dtype in FLOAT_DTYPES and np.issubdtype(arr.dtype, np.floating)):
-                wrong_dtype.append(f"{key}: expected {spec.type.dtype}, found {arr.dtype}")
-                continue
-            arr = arr.astype(dtype)
-        out[name] = from_stored(spec, arr)
-    unexpected = sorted(set(tensors) - used)
+        if tuple(shape) != want:
+            misshaped.append(f"{key}: expected {list(want)}, found {list(shape)}")
+        elif dtype != numpy_dtype(spec.type.dtype).name and not (
+                spec.type.dtype in FLOAT_DTYPES and dtype in ("float16", "float32", "float64")):
+            wrong_dtype.append(f"{key}: expected {spec.type.dtype}, found {dtype}")
+        else:
+            wanted[name] = spec
+    unexpected = sorted(set(weights.entries) - {s.source_name for s in graph.params.values()})
     if missing or misshaped or unexpected or wrong_dtype:
-        lines = [f"{path} does not fit this model"]
+        lines = [f"{weights.path} does not fit this model"]
         for title, items in (("missing", missing), ("unexpected", unexpected),
                              ("mis-shaped", misshaped), ("wrong dtype", wrong_dtype)):
             if items:
@@ -138,4 +117,16 @@ def bind_weights(graph: Graph, tensors: Mapping[str, np.ndarray], path: str = "w
                 if len(items) > 50:
                     lines.append(f"    … and {len(items) - 50} more")
         raise CompileError(Diagnostic("\n".join(lines), None))
+    out = {}
+    for name, spec in wanted.items():
+        arr = weights.load(spec.source_name).astype(numpy_dtype(spec.type.dtype), copy=False)
+        out[name] = from_stored(spec, arr)
     return out
+
+
+def load_weights(graph: Graph, path: str) -> dict[str, np.ndarray]:
+    weights = open_weights(path)
+    try:
+        return bind_weights(graph, weights)
+    finally:
+        weights.close()

@@ -122,6 +122,27 @@ class OnnxEmitter:
         return self.node("Concat", [self.size(a.size) for a in axes], axis=0)
 
 
+def _share_initializer_transposes(em: OnnxEmitter, names: dict[int, str]) -> None:
+    """One Transpose per weight and permutation, however many times the weight is used (a
+    weight shared by 12 layers would otherwise be transposed 12 times). Initializers keep
+    their parameter names and stored layout; onnxruntime folds the one Transpose at load."""
+    first: dict[tuple, str] = {}
+    renames: dict[str, str] = {}
+    kept = []
+    for op_type, ins, outs, domain, attrs in em.nodes:
+        ins = [renames.get(i, i) for i in ins]
+        if op_type == "Transpose" and ins[0] in em.initializers and not domain:
+            key = (ins[0], tuple(attrs["perm"]))
+            if key in first:
+                renames[outs[0]] = first[key]
+                continue
+            first[key] = outs[0]
+        kept.append((op_type, ins, outs, domain, attrs))
+    em.nodes = kept
+    for v_id, name in list(names.items()):
+        names[v_id] = renames.get(name, name)
+
+
 def _dims(t: TensorType) -> list:
     return [a.size.value if a.size.is_static else str(a.size).replace(" ", "") for a in t.axes]
 
@@ -139,6 +160,7 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
         for v, o in zip(node.outputs, outs):
             names[v.id] = o
     em.prefix = ""
+    _share_initializer_transposes(em, names)
     # Name each output's producer after the output; route through Identity when it is
     # an input, an initializer, or already another output.
     produced = {o: i for i, n in enumerate(em.nodes) for o in n[2]}

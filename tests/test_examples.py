@@ -33,6 +33,9 @@ SMALL: dict[str, dict[str, str]] = {
     "mlp": {},
     "gpt2": {"layers": "2", "embed": "64", "heads": "4", "vocab": "100"},
     "vit": {"depth": "2", "embed": "64", "heads": "4", "height": "32", "width": "32", "classes": "10"},
+    "bert": {"layers": "2", "embed": "64", "heads": "4", "vocab": "1000"},
+    "llama": {"layers": "2", "embed": "64", "heads": "4", "kv_heads": "2", "inter": "128", "vocab": "100"},
+    "albert": {"layers": "3", "emb": "32", "hidden": "64", "heads": "4", "inter": "128", "vocab": "1000"},
 }
 
 FULL_SYMBOLS = {"batch": 2, "default": 32}   # batch 2; seq (and any other open axis) 32

@@ -31,9 +31,10 @@ class Blocks:
         if len(args) != len(fn.args):
             raise CompileError(Diagnostic(f"block `{call.name}` takes {plural(len(fn.args), 'argument')} but is given "
                                           f"{len(args)}", call.span).note("defined here", fn.span))
+        # Arguments first: an op in an argument may declare the axis the brackets then bind.
+        arg_values = [self.value(self.expr(a), a.span) for a in args]
         inner_axes, renames = self._bind_axes(fn, call)
         consts = self._bind_consts(fn, call)
-        arg_values = [self.value(self.expr(a), a.span) for a in args]
         outer_env, outer_scope = self.env, self.scope
         self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), dict(consts), fn)
         for name, ax in inner_axes.items():

@@ -228,6 +228,12 @@ class Builder(Declarations, Blocks):
         if isinstance(e, ast.Binary):
             if e.op == "contract":
                 return self.contract(e, None)
+            if e.op == "floordiv":  # a // b = floor(a / b), on floats (and folded on numbers)
+                q = self.elementwise("div", [e.left, e.right], e.span)
+                if isinstance(q, Weak) and q.static is not None:
+                    left, right = self.expr(e.left), self.expr(e.right)
+                    return Weak(left.static // right.static, e.span)
+                return self.emit("floor", [self.value(q, e.span)], {}, e.span)[0]
             op = {"min": "minimum", "max": "maximum"}.get(e.op, e.op)
             return self.elementwise(op, [e.left, e.right], e.op_span or e.span)
         if isinstance(e, ast.GroupedOver):

@@ -21,7 +21,7 @@ TERMINAL_NAMES = {
     "ELLIPSIS": "`...`", "COMPARE": "a comparison", "AT": "`@`", "VBAR": "`|`", "TILDE": "`~`",
     "RETURN": "`return`", "OVER": "`over`", "AS": "`as`", "FROM": "`from`", "$END": "end of file",
 }
-OPERATORS = {"+", "-", "*", "/", "@", "**", "<", "<=", ">", ">=", "==", "!=", "and", "or", "not", "=", ","}
+OPERATORS = {"+", "-", "*", "/", "//", "@", "**", "<", "<=", ">", ">=", "==", "!=", "and", "or", "not", "=", ","}
 
 
 class SyntaxErrorReport(Exception):
@@ -228,6 +228,7 @@ class _ToAst(Transformer):
         return f
 
     add, sub, mul, div = _binary("add"), _binary("sub"), _binary("mul"), _binary("div")
+    floordiv = _binary("floordiv")
     contract, pow = _binary("contract"), _binary("pow")
     logical_and, logical_or = _binary("and"), _binary("or")
 

@@ -36,6 +36,8 @@ SMALL: dict[str, dict[str, str]] = {
     "bert": {"layers": "2", "embed": "64", "heads": "4", "vocab": "1000"},
     "llama": {"layers": "2", "embed": "64", "heads": "4", "kv_heads": "2", "inter": "128", "vocab": "100"},
     "albert": {"layers": "3", "emb": "32", "hidden": "64", "heads": "4", "inter": "128", "vocab": "1000"},
+    # Small already:
+    "unet": {}, "se_mobile": {}, "alibi": {}, "t5_bias": {}, "swin_stages": {}, "looped": {},
 }
 
 FULL_SYMBOLS = {"batch": 2, "default": 32}   # batch 2; seq (and any other open axis) 32

@@ -127,6 +127,9 @@ for _n, _np, _ox, _s in [
     ("sigmoid", "sigmoid", "Sigmoid", "1 / (1 + exp(-x))"), ("sin", "np.sin", "Sin", "sine"),
     ("cos", "np.cos", "Cos", "cosine"), ("erf", "erf", "Erf", "the error function"),
     ("relu", "relu", "Relu", "max(x, 0)"), ("softplus", "softplus", "Softplus", "log(1 + exp(x))"),
+    ("floor", "np.floor", "Floor", "round down to a whole number"),
+    ("ceil", "np.ceil", "Ceil", "round up to a whole number"),
+    ("round", "np.round", "Round", "round to the nearest whole number, halves to even (as ONNX Round)"),
 ]:
     _unary(_n, _np, _ox, _s)
 _unary("neg", "np.negative", "Neg", "-x", needs_float=False, needs_number=True)

@@ -123,7 +123,11 @@ def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[st
     em = Evaluator(graph, params, symbols)
     env: dict[int, Any] = {v.id: np.asarray(inputs[name]) for name, v in graph.inputs}
     for node in graph.nodes:
-        outs = ops.get(node.op).numpy(em, node, [env[v.id] for v in node.inputs])
+        try:
+            outs = ops.get(node.op).numpy(em, node, [env[v.id] for v in node.inputs])
+        except (IndexError, ValueError, MemoryError) as e:  # bad index values, sizes that do not fit
+            where = f" (line {node.span.line})" if node.span else ""
+            raise RunError(f"`{node.op}`{where} failed on these inputs: {str(e).splitlines()[0]}") from None
         for v, o in zip(node.outputs, outs):
             env[v.id] = np.asarray(o)
     return {name: env[v.id] for name, v in graph.outputs}

@@ -122,6 +122,14 @@ class OnnxEmitter:
         return self.node("Concat", [self.size(a.size) for a in axes], axis=0)
 
 
+def _check_supported(graph: Graph) -> None:
+    from archlang.compiler.diagnostics import CompileError, Diagnostic
+    for node in graph.nodes:
+        if any(v.type.dtype == "bf16" for v in node.outputs):
+            raise CompileError(Diagnostic("bf16 is not supported by the ONNX backend yet", node.span,
+                                          help="use f16 or f32, or the NumPy backend"))
+
+
 def _share_initializer_transposes(em: OnnxEmitter, names: dict[int, str]) -> None:
     """One Transpose per weight and permutation, however many times the weight is used (a
     weight shared by 12 layers would otherwise be transposed 12 times). Initializers keep
@@ -150,6 +158,7 @@ def _dims(t: TensorType) -> list:
 def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET
           ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The model without initializers, and the initializer arrays by name (for `write_model`)."""
+    _check_supported(graph)
     em = OnnxEmitter(graph, params, opset)
     names: dict[int, str] = {}
     for name, v in graph.inputs:
@@ -181,10 +190,6 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
     nodes += identities
     inputs = [helper.make_tensor_value_info(n, ONNX_DTYPES[v.type.dtype], _dims(v.type)) for n, v in graph.inputs]
     outputs = [helper.make_tensor_value_info(n, ONNX_DTYPES[v.type.dtype], _dims(v.type)) for n, v in graph.outputs]
-    for name in em.initializers:
-        spec = graph.params.get(name)
-        if spec is not None and spec.type.dtype == "bf16":
-            raise ValueError("bf16 parameters are not supported by the ONNX backend")
     g = helper.make_graph(nodes, graph.name, inputs, outputs)
     domains = sorted({d for _, _, _, d, _ in em.nodes if d})
     imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]

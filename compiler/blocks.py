@@ -12,7 +12,7 @@ from archlang.grammar import ast
 from .axes import Axis, TensorType
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Value
-from .values import MAX_CALL_DEPTH, Env, Operand, Poison, Weak, snake
+from .values import MAX_CALL_DEPTH, Env, Operand, Poison, Poisoned, Weak, snake
 
 
 class Blocks:
@@ -56,7 +56,7 @@ class Blocks:
             n_errors = len(self.errors)
             results = self.run_body(fn)
             if len(self.errors) > n_errors or any(isinstance(r, Poison) for r in results):
-                return [Poison() for _ in fn.results] if len(fn.results) > 1 else Poison()
+                raise Poisoned()  # the body's errors are recorded; the caller's statement is poisoned
             if len(results) != len(fn.results):
                 raise CompileError(Diagnostic(f"`{fn.name}` returns {plural(len(results), 'value')} but declares "
                                               f"{plural(len(fn.results), 'result')}", self._return_span(fn))

@@ -22,7 +22,7 @@ from .declarations import Declarations
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Graph, Scope, Value
 from .program import Program
-from .values import DEFAULT_MAX_PARAMS, MAX_ERRORS, Binding, Env, Operand, Poison, Poisoned, Weak, snake
+from .values import DEFAULT_MAX_PARAMS, MAX_ERRORS, MAX_STATIC_INT, Binding, Env, Operand, Poison, Poisoned, Weak, snake
 
 
 
@@ -112,6 +112,7 @@ class Builder(Declarations, Blocks):
         self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), {}, model)
         for arg in model.args:
             t = self.resolve_type(arg.type, allow_rest=False)
+            self._check_input_size(arg, t)
             v = self.graph.add_input(arg.name, t)
             for i, a in enumerate(t.axes):
                 if not a.size.is_static and len(a.size.symbols) == 1 and a.size == Size.of(next(iter(a.size.symbols))):
@@ -125,7 +126,15 @@ class Builder(Declarations, Blocks):
                                           f"{plural(len(model.results), 'result')}", self._return_span(model))
                                .note("declared here", model.span))
         taken = {n for n, _ in self.graph.inputs} | set(self.graph.params)
+        for n, _ in self.graph.inputs:
+            if n in self.graph.params:
+                raise error(f"parameter `{n}` has the name of an input; ONNX needs them apart",
+                            self.graph.params[n].span)
+        seen_results: set[str] = set()
         for decl in model.results:
+            if decl.name in seen_results:
+                raise error(f"two results are named `{decl.name}`", decl.span)
+            seen_results.add(decl.name)
             if decl.name in taken:
                 raise error(f"result `{decl.name}` has the name of an input or parameter; outputs need their own "
                             "names in ONNX", decl.span)
@@ -140,6 +149,12 @@ class Builder(Declarations, Blocks):
         self.graph.warnings = sorted(self.warnings, key=lambda d: (d.span.file, d.span.line, d.span.column)
                                      if d.span else ("", 0, 0))
         return self.graph
+
+    def _check_input_size(self, arg: ast.TypedArg, t) -> None:
+        sizes = [a.size.value for a in t.axes if a.size.is_static]
+        if sizes and math.prod(sizes) > self.max_params:
+            raise error(f"input `{arg.name}` would hold {math.prod(sizes):,} elements, over the budget of "
+                        f"{self.max_params:,}", arg.span, "raise it with `--max-params N`")
 
     def _check_symbols_bound(self) -> None:
         for n in self.graph.nodes:
@@ -305,6 +320,8 @@ class Builder(Declarations, Blocks):
         x = self.expr(e)
         if not isinstance(x, Weak) or x.static is None:
             raise error("this must be known at compile time (a number or a constant)", e.span)
+        if isinstance(x.static, int) and abs(x.static) >= MAX_STATIC_INT:
+            raise error(f"{x.static} is too large here (at most {MAX_STATIC_INT - 1:,})", e.span)
         return x.static
 
     def elementwise(self, op: str, args: list[ast.Expr], span: Optional[ast.Span]) -> Operand:
@@ -313,7 +330,7 @@ class Builder(Declarations, Blocks):
             if isinstance(x, list):
                 raise error(f"this gives {len(x)} values where one is expected", a.span)
         if all(isinstance(x, Weak) and x.static is not None for x in xs) and op in _FOLD:
-            return Weak(_FOLD[op](*[x.static for x in xs]), span)
+            return Weak(_fold(op, [x.static for x in xs]), span)
         if all(isinstance(x, Weak) for x in xs) and op in ("add", "sub", "mul") and all(
                 isinstance(x.value, Size) or (isinstance(x.value, int) and not isinstance(x.value, bool)) for x in xs):
             a, b = (Size.of(x.value) for x in xs)  # `|seq| - 1` is still a size, not yet a tensor
@@ -398,6 +415,18 @@ _FOLD = {
     "exp": lambda a: math.exp(min(a, 700)), "log": lambda a: math.log(a) if a > 0 else -math.inf if a == 0 else math.nan,
     "minimum": min, "maximum": max,
 }
+
+
+def _fold(op: str, args: list) -> Union[int, float]:
+    """Arithmetic on literals at compile time, with IEEE results where Python would raise."""
+    try:
+        return _FOLD[op](*args)
+    except ZeroDivisionError:
+        return math.inf
+    except OverflowError:
+        return math.inf
+    except (ValueError, TypeError):
+        return math.nan
 
 
 def _defined_names(stmt: ast.Stmt) -> list[str]:

@@ -13,6 +13,7 @@ import time
 from typing import Optional
 
 from .diagnostics import CompileError, Diagnostic, SourceCache, render
+from .driver import UsageError
 from .files import write_bytes
 
 
@@ -178,7 +179,11 @@ def cmd_run(args, sources) -> int:
         import onnxruntime as ort
         from archlang.backends.onnx_export import to_onnx
         model = to_onnx(graph, params, _opset(args.opset))
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        from archlang.backends.numpy_codegen import RunError
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        except Exception as e:  # a kernel onnxruntime lacks (f64 Erf, ...): the model is valid, the runtime is not
+            raise RunError(f"onnxruntime cannot run this model: {str(e).splitlines()[0]}") from None
         names = [n for n, _ in graph.outputs]
         feeds = {n: inputs[n] for n, _ in graph.inputs}
         try:
@@ -210,7 +215,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("archc: error: the program nests too deeply to compile (a very long expression or chain of "
               "blocks); split it with intermediate names", file=sys.stderr)
         return 1
-    except ValueError as e:  # malformed option values (for example --set)
+    except UsageError as e:  # malformed option values (for example --set)
         print(f"archc: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -13,7 +13,7 @@ from archlang.grammar import ast
 from .axes import Axis, Size, TensorType
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error
 from .ir import ParamSpec, Value
-from .values import INITIALIZERS, Env, Weak, format_layout
+from .values import INITIALIZERS, MAX_STATIC_INT, Env, Weak, format_layout
 
 
 class Declarations:
@@ -59,6 +59,8 @@ class Declarations:
             size = self.size_expr(d.size, env, d.name)
             if size.is_static and (size.value is None or size.value <= 0):
                 raise error(f"axis `{d.name}` would have size {size}; sizes must be positive integers", d.span)
+        if size.is_static and size.value >= MAX_STATIC_INT:
+            raise error(f"axis `{d.name}` would have size {size}, beyond what any tensor can hold", d.span)
         env.axes[d.name] = Axis(d.name, size)
         env.axis_spans[d.name] = d.span
 

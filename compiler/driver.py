@@ -12,12 +12,16 @@ from .program import load_program
 from .weights import initialize_all, load_weights
 
 
+class UsageError(Exception):
+    """A malformed command line (exit code 2)."""
+
+
 def parse_sets(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
         out[name.strip()] = value.strip()
     return out
 

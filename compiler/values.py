@@ -12,6 +12,7 @@ from .diagnostics import CompileError
 from .ir import Value
 
 MAX_CALL_DEPTH = 64
+MAX_STATIC_INT = 2 ** 62  # sizes and integer arguments stay well inside int64
 DEFAULT_MAX_PARAMS = 2 ** 32  # elements: 16 GiB of f32, the most a 24 GB machine can hold with room to run
 INITIALIZERS = {"zeros": 0, "ones": 0, "normal": (1, 2), "uniform": (0, 2), "xavier": 0, "kaiming": 0,
                 "constant": 1}

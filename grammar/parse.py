@@ -370,13 +370,19 @@ def _previous_token(text: str, pos: int, file: str) -> tuple[Optional[str], Opti
     """The token before `pos` (comments skipped), with its span."""
     import re
     before = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text[:pos]).rstrip()
-    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*|\*\*|<=|>=|==|!=|\S)$", before)
-    if not m:
+    if not before:
         return None, None
-    start = m.start()
+    end = len(before)
+    start = end - 1
+    if before[start].isalnum() or before[start] == "_":  # a word: walk back over it (linear time)
+        while start > 0 and (before[start - 1].isalnum() or before[start - 1] == "_"):
+            start -= 1
+    elif before[max(0, end - 2):end] in ("**", "<=", ">=", "==", "!=", "//"):
+        start = end - 2
+    token = before[start:end]
     line = text.count("\n", 0, start) + 1
     col = start - (text.rfind("\n", 0, start) + 1) + 1
-    return m.group(), ast.Span(file, line, col, line, col + len(m.group()))
+    return token, ast.Span(file, line, col, line, col + len(token))
 
 
 def _unclosed(text: str) -> Optional[tuple[str, int, int]]:

@@ -31,6 +31,9 @@ class Blocks:
         if len(args) != len(fn.args):
             raise CompileError(Diagnostic(f"block `{call.name}` takes {plural(len(fn.args), 'argument')} but is given "
                                           f"{len(args)}", call.span).note("defined here", fn.span))
+        for i, decl in enumerate(fn.args):
+            if any(d.name == decl.name for d in fn.args[:i]):
+                raise error(f"block `{fn.name}` has two arguments named `{decl.name}`", decl.span)
         # Arguments first: an op in an argument may declare the axis the brackets then bind.
         arg_values = [self.value(self.expr(a), a.span) for a in args]
         inner_axes, renames = self._bind_axes(fn, call)

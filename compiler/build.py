@@ -110,7 +110,9 @@ class Builder(Declarations, Blocks):
                         f"or constant `{name}`", None,
                         did_you_mean(name, list(self.consts) + list(self.global_axes)))
         self.env = Env(dict(self.global_axes), dict(self.global_axis_spans), {}, model)
-        for arg in model.args:
+        for i, arg in enumerate(model.args):
+            if any(a.name == arg.name for a in model.args[:i]):
+                raise error(f"two inputs are named `{arg.name}`", arg.span)
             t = self.resolve_type(arg.type, allow_rest=False)
             self._check_input_size(arg, t)
             v = self.graph.add_input(arg.name, t)
@@ -247,6 +249,8 @@ class Builder(Declarations, Blocks):
                 q = self.elementwise("div", [e.left, e.right], e.span)
                 if isinstance(q, Weak) and q.static is not None:
                     left, right = self.expr(e.left), self.expr(e.right)
+                    if right.static == 0:
+                        raise error("division by zero in `//`", e.span)
                     return Weak(left.static // right.static, e.span)
                 return self.emit("floor", [self.value(q, e.span)], {}, e.span)[0]
             op = {"min": "minimum", "max": "maximum"}.get(e.op, e.op)
@@ -320,7 +324,7 @@ class Builder(Declarations, Blocks):
         x = self.expr(e)
         if not isinstance(x, Weak) or x.static is None:
             raise error("this must be known at compile time (a number or a constant)", e.span)
-        if isinstance(x.static, int) and abs(x.static) >= MAX_STATIC_INT:
+        if isinstance(x.static, (int, float)) and abs(x.static) >= MAX_STATIC_INT:
             raise error(f"{x.static} is too large here (at most {MAX_STATIC_INT - 1:,})", e.span)
         return x.static
 

@@ -151,6 +151,12 @@ def _share_initializer_transposes(em: OnnxEmitter, names: dict[int, str]) -> Non
         names[v_id] = renames.get(name, name)
 
 
+def _drop_unread_initializers(em: OnnxEmitter, names: dict[int, str], graph: Graph) -> None:
+    """Parameters the graph never reads (a checkpoint's step counter) stay out of the file."""
+    read = {i for n in em.nodes for i in n[1]} | {names[v.id] for _, v in graph.outputs}
+    em.initializers = {k: v for k, v in em.initializers.items() if k in read}
+
+
 def _dims(t: TensorType) -> list:
     return [a.size.value if a.size.is_static else str(a.size).replace(" ", "") for a in t.axes]
 
@@ -170,6 +176,7 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
             names[v.id] = o
     em.prefix = ""
     _share_initializer_transposes(em, names)
+    _drop_unread_initializers(em, names, graph)
     # Name each output's producer after the output; route through Identity when it is
     # an input, an initializer, or already another output.
     produced = {o: i for i, n in enumerate(em.nodes) for o in n[2]}

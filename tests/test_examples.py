@@ -36,6 +36,8 @@ SMALL: dict[str, dict[str, str]] = {
     "bert": {"layers": "2", "embed": "64", "heads": "4", "vocab": "1000"},
     "llama": {"layers": "2", "embed": "64", "heads": "4", "kv_heads": "2", "inter": "128", "vocab": "100"},
     "albert": {"layers": "3", "emb": "32", "hidden": "64", "heads": "4", "inter": "128", "vocab": "1000"},
+    "resnet50": {"height": "64", "width": "64", "p1": "8", "p2": "16", "p3": "32", "p4": "64", "classes": "10"},
+    "mixer": {"height": "32", "width": "32", "ph": "8", "pw": "8", "embed": "64", "depth": "2", "classes": "10"},
     # Small already:
     "unet": {}, "se_mobile": {}, "alibi": {}, "t5_bias": {}, "swin_stages": {}, "looped": {},
 }

@@ -12,7 +12,7 @@ from archlang.grammar import ast
 from .axes import Axis, TensorType
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Value
-from .values import MAX_CALL_DEPTH, Env, Operand, Poison, Poisoned, Weak, snake
+from .values import MAX_CALL_DEPTH, MAX_REPEAT, Env, Operand, Poison, Poisoned, Weak, snake
 
 
 class Blocks:
@@ -185,6 +185,8 @@ class Blocks:
             count = value
         if count < 1:
             raise error(f"`repeat {count}`: the count must be at least 1", r.span)
+        if count > MAX_REPEAT:
+            raise error(f"`repeat {count}`: at most {MAX_REPEAT:,} copies", r.span)
         call = r.call
         if call.name not in self.program.blocks:
             raise error(f"`repeat` applies a block; `{call.name}` is not one", call.span,

@@ -22,7 +22,7 @@ from .declarations import Declarations
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Graph, Scope, Value
 from .program import Program
-from .values import DEFAULT_MAX_PARAMS, MAX_ERRORS, MAX_STATIC_INT, Binding, Env, Operand, Poison, Poisoned, Weak, snake
+from .values import DEFAULT_MAX_PARAMS, MAX_ERRORS, MAX_NODES, MAX_STATIC_INT, Fatal, Binding, Env, Operand, Poison, Poisoned, Weak, snake
 
 
 
@@ -31,6 +31,7 @@ class Builder(Declarations, Blocks):
                  max_params: int = DEFAULT_MAX_PARAMS):
         self.program = program
         self.max_params = max_params
+        self.max_nodes = min(MAX_NODES, max(10_000, max_params // 10))
         self.n_params = 0
         self.overrides = dict(overrides or {})
         self.graph = Graph(program.model.name if program.model else "model")
@@ -176,6 +177,8 @@ class Builder(Declarations, Blocks):
             if isinstance(stmt, ast.Return):
                 try:
                     results = [self.expr(v) for v in stmt.values]
+                except Fatal as e:
+                    raise CompileError(*self.errors, *e.diagnostics) from None
                 except CompileError as e:
                     self.record(e)
                     results = [Poison() for _ in fn.results]
@@ -183,6 +186,8 @@ class Builder(Declarations, Blocks):
                 return results
             try:
                 self.statement(stmt)
+            except Fatal as e:
+                raise CompileError(*self.errors, *e.diagnostics) from None
             except CompileError as e:
                 self.record(e)
                 for name in _defined_names(stmt):
@@ -382,6 +387,10 @@ class Builder(Declarations, Blocks):
                     raise CompileError(diag)
 
     def emit(self, op: str, inputs: list[Value], attrs: dict[str, Any], span: Optional[ast.Span]) -> list[Value]:
+        if len(self.graph.nodes) >= self.max_nodes:
+            raise Fatal(Diagnostic(f"the model unrolls to more than {self.max_nodes:,} operations", span,
+                                   help="is a `repeat` count far larger than meant? (`--max-params` sets "
+                                        "this budget too)"))
         self._check_axis_sizes(inputs, span)
         opdef = ops.get(op)
         out_types = opdef.infer([v.type for v in inputs], attrs, span)

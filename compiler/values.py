@@ -12,6 +12,8 @@ from .diagnostics import CompileError
 from .ir import Value
 
 MAX_CALL_DEPTH = 64
+MAX_REPEAT = 10_000
+MAX_NODES = 1_000_000  # an unrolled graph past this is a mistake (`repeat 10**9`), not a model
 MAX_STATIC_INT = 2 ** 62  # sizes and integer arguments stay well inside int64
 DEFAULT_MAX_PARAMS = 2 ** 32  # elements: 16 GiB of f32, the most a 24 GB machine can hold with room to run
 INITIALIZERS = {"zeros": 0, "ones": 0, "normal": (1, 2), "uniform": (0, 2), "xavier": 0, "kaiming": 0,
@@ -42,6 +44,10 @@ class Poisoned(CompileError):
 
     def __init__(self) -> None:
         super().__init__()
+
+
+class Fatal(CompileError):
+    """An error after which going on makes no sense (a budget exceeded): stop building."""
 
 
 Operand = Union[Value, Weak, Poison]

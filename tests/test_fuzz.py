@@ -29,6 +29,7 @@ crashed the compiler live in tests/fuzz/crashers/ and are re-run by a plain test
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import re
 import shutil
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
@@ -55,7 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 CRASHERS = REPO / "tests" / "fuzz" / "crashers"
 
 TIME_LIMIT = 2.0       # seconds per command on one file (the bound)
-WATCHDOG = 20.0        # a command still running after this is interrupted and reported as a hang
+WATCHDOG = 6.0         # a command still running after this is interrupted and reported as a hang
 MAX_PARAMS = "100000"  # every command; keeps lowering and running fast
 ALLOWED_EXIT = {0, 1}
 
@@ -94,6 +95,7 @@ class Outcome:
     stderr: str
     seconds: float
     escaped: Optional[str] = None  # a traceback of an exception that left `main`
+    hung: bool = False  # interrupted by the watchdog; `escaped` shows where it was
 
 
 def archc(argv: list[str]) -> Outcome:
@@ -102,6 +104,7 @@ def archc(argv: list[str]) -> Outcome:
     out, err = io.StringIO(), io.StringIO()
     code: Optional[int] = None
     escaped = None
+    hung = False
     start = time.perf_counter()
     try:
         # Random programs divide by zero and overflow: NumPy's RuntimeWarnings are expected.
@@ -109,12 +112,12 @@ def archc(argv: list[str]) -> Outcome:
             warnings.simplefilter("ignore", RuntimeWarning)
             code = main(argv)
     except Hang:
-        escaped = traceback.format_exc()
+        escaped, hung = traceback.format_exc(), True
     except SystemExit as e:  # argparse; never expected with the arguments used here
         code = e.code if isinstance(e.code, int) else 2
     except BaseException:  # noqa: BLE001 - anything leaving main is the bug being looked for
         escaped = traceback.format_exc()
-    return Outcome(argv, code, out.getvalue(), err.getvalue(), time.perf_counter() - start, escaped)
+    return Outcome(argv, code, out.getvalue(), err.getvalue(), time.perf_counter() - start, escaped, hung)
 
 
 def debug_traceback(argv: list[str]) -> Optional[str]:
@@ -135,6 +138,9 @@ def debug_traceback(argv: list[str]) -> Optional[str]:
 
 
 def _problem(o: Outcome) -> Optional[str]:
+    if o.hung:
+        return (f"still running after {WATCHDOG:.0f} s (limit {TIME_LIMIT} s), interrupted here:\n"
+                + o.escaped[-4000:])
     if o.escaped:
         return f"an exception left archc:\n{o.escaped}"
     if o.code not in ALLOWED_EXIT:
@@ -230,13 +236,23 @@ def run_case(case: Case) -> tuple[list[Outcome], Optional[str]]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+FAILURES = Path(tempfile.gettempdir()) / "archlang-fuzz-failures"
+
+
 def _describe(case: Case, o: Outcome, problem: str) -> str:
     shown = case.source.decode("utf-8", "backslashreplace")
     if len(shown) > 4000:
         shown = shown[:4000] + "\n... (truncated)"
+    saved = FAILURES / f"{hashlib.sha1(case.source).hexdigest()[:12]}.arch"
+    try:
+        FAILURES.mkdir(exist_ok=True)
+        saved.write_bytes(case.source)
+        where = f"saved as {saved}; shrink it with `python tests/fuzz/minimize.py {saved}`"
+    except OSError as e:
+        where = f"(could not save it: {e})"
     lines = [f"`archc {' '.join(o.argv[:1])} model.arch {' '.join(o.argv[2:])}`: {problem}",
              f"exit code {o.code}, {o.seconds:.3f} s", "--- stderr (tail) ---", o.stderr[-2000:],
-             "--- model.arch ---", shown]
+             f"--- model.arch ({where}) ---", shown]
     if not o.escaped and o.code not in ALLOWED_EXIT:
         tb = debug_traceback(o.argv)
         if tb:
@@ -1254,7 +1270,10 @@ def template_programs(draw) -> Case:
 
 # ---- the tests -------------------------------------------------------------------------
 
-COMMON = dict(deadline=None, database=None, derandomize=True, print_blob=True,
+# No shrinking: a hang costs WATCHDOG seconds a try, and Hypothesis would try hundreds of
+# times. The failure message has the whole file and its traceback, and saves the file for
+# tests/fuzz/minimize.py, which shrinks it in seconds.
+COMMON = dict(deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
 
 # Cases per generator: (default suite, slow). The slow total is the 10,000.

@@ -71,8 +71,14 @@ try:
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else 2
 finally:
-    json.dump({"cwd": cwd, "events": events,
-               "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, log)
+    # This process's own peak (VmHWM resets at exec; ru_maxrss would carry over the peak of
+    # the pytest process that forked it, gigabytes after the full-size model tests).
+    try:
+        with open("/proc/self/status") as status:
+            peak = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    json.dump({"cwd": cwd, "events": events, "maxrss_kb": peak}, log)
     log.close()
 sys.exit(code)
 """

@@ -329,7 +329,10 @@ class Builder(Declarations, Blocks):
         x = self.expr(e)
         if not isinstance(x, Weak) or x.static is None:
             raise error("this must be known at compile time (a number or a constant)", e.span)
-        if isinstance(x.static, (int, float)) and abs(x.static) >= MAX_STATIC_INT:
+        big = abs(x.static) >= MAX_STATIC_INT if isinstance(x.static, (int, float)) else False
+        if isinstance(x.static, float) and not (math.isfinite(x.static) and x.static.is_integer()):
+            big = False  # `value=-inf` for padding is a float, not an index
+        if big:
             raise error(f"{x.static} is too large here (at most {MAX_STATIC_INT - 1:,})", e.span)
         return x.static
 

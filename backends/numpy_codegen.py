@@ -19,10 +19,10 @@ from archlang.compiler.axes import Axis, Size, TensorType
 from archlang.compiler.ir import Graph
 from archlang.compiler.layout import alignment
 
-from . import numpy_runtime, numpy_runtime_conv
+from . import numpy_runtime, numpy_runtime_conv, numpy_runtime_scan
 
 # Kernel modules, searched in order; each imports numpy only.
-RUNTIME_MODULES = (numpy_runtime, numpy_runtime_conv)
+RUNTIME_MODULES = (numpy_runtime, numpy_runtime_conv, numpy_runtime_scan)
 
 
 def _resolve(fn: str):
@@ -106,6 +106,16 @@ class Evaluator:
     def param(self, name: str) -> np.ndarray:
         return self.params[name]
 
+    def function(self, graph: Graph):
+        def step(*args: np.ndarray) -> tuple:
+            env = {v.id: np.asarray(a) for (_, v), a in zip(graph.inputs, args)}
+            run_nodes(graph, self, env)
+            return tuple(env[v.id] for _, v in graph.outputs)
+        return step
+
+    def unpack(self, x: Any, n: int) -> list:
+        return list(x)
+
 
 def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
     """Every input present, of its dtype and shape; returns the symbolic sizes they bind."""
@@ -122,6 +132,12 @@ def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[st
     symbols = check_inputs(graph, inputs)
     em = Evaluator(graph, params, symbols)
     env: dict[int, Any] = {v.id: np.asarray(inputs[name]) for name, v in graph.inputs}
+    run_nodes(graph, em, env)
+    return {name: env[v.id] for name, v in graph.outputs}
+
+
+def run_nodes(graph: Graph, em: Evaluator, env: dict[int, Any]) -> None:
+    """Evaluate the graph's nodes into `env` (value id -> array), which holds its inputs."""
     for node in graph.nodes:
         try:
             outs = ops.get(node.op).numpy(em, node, [env[v.id] for v in node.inputs])
@@ -130,7 +146,6 @@ def run_graph(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[st
             raise RunError(f"`{node.op}`{where} failed on these inputs: {str(e).splitlines()[0]}") from None
         for v, o in zip(node.outputs, outs):
             env[v.id] = np.asarray(o)
-    return {name: env[v.id] for name, v in graph.outputs}
 
 
 def _np_dtype(dtype: str) -> str:
@@ -156,10 +171,14 @@ def _lit(x: Any) -> str:
 
 
 class CodeWriter:
-    """Builds expressions as text; the driver assigns each node's outputs to names."""
+    """Builds expressions as text; the driver assigns each node's outputs to names. A
+    lowering that needs statements first (a body function, a tuple to unpack) leaves
+    them in `pending`, which the driver writes before the node's own lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, taken: set[str]) -> None:
         self.used: set[str] = set()
+        self.taken = taken
+        self.pending: list[str] = []
 
     def call(self, fn: str, *args: Any, **kwargs: Any) -> Code:
         if not fn.startswith("np."):
@@ -192,6 +211,22 @@ class CodeWriter:
 
     def param(self, name: str) -> Code:
         return Code(f"params[{name!r}]")
+
+    def function(self, graph: Graph) -> Code:
+        fn = _py_name(graph.name.lower(), self.taken)
+        names = {v.id: _py_name(n, self.taken) for n, v in graph.inputs}
+        outer, self.pending = self.pending, []
+        lines = _emit_nodes(graph, self, names)
+        self.pending = outer
+        result = "".join(f"{names[v.id]}, " for _, v in graph.outputs).rstrip(" ")
+        self.pending += ([f"def {fn}({', '.join(names[v.id] for _, v in graph.inputs)}):"]
+                         + ["    " + line for line in lines] + [f"    return ({result})"])
+        return Code(fn)
+
+    def unpack(self, x: Code, n: int) -> list[Code]:
+        name = _py_name("results", self.taken)
+        self.pending.append(f"{name} = {x}")
+        return [Code(f"{name}[{i}]") for i in range(n)]
 
 
 def _size_code(size: Size) -> str:
@@ -244,10 +279,27 @@ def _runtime_sources(used: set[str]) -> list[str]:
     return [pyast.get_source_segment(texts[n], defs[n]) for n in defs if n in need]
 
 
+def _emit_nodes(graph: Graph, writer: CodeWriter, names: dict[int, str]) -> list[str]:
+    """One assignment per node output (renames only rename); `names` holds the inputs' names."""
+    body: list[str] = []
+    for node in graph.nodes:
+        outs = ops.get(node.op).numpy(writer, node, [Code(names[v.id]) for v in node.inputs])
+        body += writer.pending
+        writer.pending = []
+        for v, expr in zip(node.outputs, outs):
+            if node.op == "rename" or (isinstance(expr, Code) and expr in names.values()):
+                names[v.id] = str(expr)
+                continue
+            names[v.id] = _py_name((v.hint or node.op).replace(".", "_"), writer.taken)
+            loc = f"  # {Path(node.span.file).name}:{node.span.line}" if node.span else ""
+            body.append(f"{names[v.id]} = {expr}{loc}")
+    return body
+
+
 def emit_module(graph: Graph, source_file: str = "") -> str:
     """A standalone Python module (numpy its only import) computing the model."""
-    writer = CodeWriter()
     taken: set[str] = set(_runtime_names())  # a value named `softmax` must not hide the kernel
+    writer = CodeWriter(taken)
     names: dict[int, str] = {}
     body: list[str] = []
     fn_name = _py_name(graph.name.lower(), taken)
@@ -262,15 +314,7 @@ def emit_module(graph: Graph, source_file: str = "") -> str:
         dims = ", ".join(_lit(writer.size(a.size)) for a in v.type.axes)
         body.append(f"assert {names[v.id]}.shape == ({dims}{',' if len(v.type.axes) == 1 else ''}), "
                     f"f\"input {name}: expected {v.type}, got {{{names[v.id]}.shape}}\"")
-    for node in graph.nodes:
-        outs = ops.get(node.op).numpy(writer, node, [Code(names[v.id]) for v in node.inputs])
-        for v, expr in zip(node.outputs, outs):
-            if node.op == "rename" or (isinstance(expr, Code) and expr in names.values()):
-                names[v.id] = str(expr)
-                continue
-            names[v.id] = _py_name((v.hint or node.op).replace(".", "_"), taken)
-            loc = f"  # {Path(node.span.file).name}:{node.span.line}" if node.span else ""
-            body.append(f"{names[v.id]} = {expr}{loc}")
+    body += _emit_nodes(graph, writer, names)
     result = ", ".join(f"{n!r}: {names[v.id]}" for n, v in graph.outputs)
     body.append(f"return {{{result}}}")
     params = "\n".join(f"    {n!r}: ({_lit(tuple(a.size.value if a.size.is_static else str(a.size) for a in p.type.axes))}, "

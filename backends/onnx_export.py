@@ -7,7 +7,8 @@ written atomically (external data past protobuf's 2 GB limit).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -31,25 +32,80 @@ ONNX_DTYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Body:
+    """A subgraph (a Scan's body) until the model is assembled: node tuples as in
+    `OnnxEmitter.nodes`, and the value infos of its inputs and outputs."""
+    name: str
+    nodes: list
+    inputs: list
+    outputs: list
+
+
 class OnnxEmitter:
-    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], opset: int):
-        self.graph, self.params, self.opset = graph, params, opset
+    """Collects ONNX nodes for one graph. A body's emitter (`parent` set) keeps only the nodes
+    that depend on the body's own inputs: the rest (weights' transposes, sizes, constants)
+    go to the enclosing graph, computed once instead of at every step."""
+
+    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], opset: int,
+                 parent: Optional["OnnxEmitter"] = None, hoist: bool = True):
+        self.graph, self.params, self.opset, self.parent = graph, params, opset, parent
+        self.hoist = hoist and parent is not None
         self.nodes: list[tuple[str, list[str], list[str], str, dict]] = []
-        self.initializers: dict[str, np.ndarray] = {}
-        self._consts: dict[tuple, str] = {}
+        self.initializers: dict[str, np.ndarray] = parent.initializers if parent else {}
+        self._consts: dict[tuple, str] = parent._consts if parent else {}
         self._sizes: dict[str, str] = {}
-        self._counter = 0
+        self._counter = [0] if parent is None else parent._counter  # names are unique model-wide
+        self.local: set[str] = set()  # in a body: the names defined inside it
         self.prefix = ""
 
     def fresh(self, base: str) -> str:
-        self._counter += 1
-        return f"{self.prefix}{base}_{self._counter}"
+        self._counter[0] += 1
+        return f"{self.prefix}{base}_{self._counter[0]}"
 
     # ---- the emitter interface ----
     def node(self, op_type: str, inputs: Sequence[str], n_outputs: int = 1, domain: str = "", **attrs: Any):
+        invariant = not any(i in self.local for i in inputs) and not any(isinstance(a, Body) for a in attrs.values())
+        if self.hoist and invariant:
+            return self.parent.node(op_type, inputs, n_outputs, domain, **attrs)
         outs = [self.fresh(op_type.lower()) for _ in range(n_outputs)]
         self.nodes.append((op_type, list(inputs), outs, domain, attrs))
+        if self.parent is not None:
+            self.local.update(outs)
         return outs[0] if n_outputs == 1 else outs
+
+    def subgraph(self, graph: Graph, inputs: Sequence[str], outer: Sequence[str]) -> Body:
+        child = OnnxEmitter(self.graph, self.params, self.opset, parent=self)
+        names: dict[int, str] = {}
+        formal = []
+        for (name, v), _ in zip(graph.inputs, inputs):
+            names[v.id] = child.fresh(name)
+            child.local.add(names[v.id])
+            formal.append(helper.make_tensor_value_info(names[v.id], ONNX_DTYPES[v.type.dtype], _dims(v.type)))
+        for (name, v), outer_name in zip(graph.inputs[len(inputs):], outer):
+            names[v.id] = outer_name
+        _lower_nodes(child, graph, names)
+        results = child._results([names[v.id] for _, v in graph.outputs], [v.type for _, v in graph.outputs])
+        return Body(self.fresh(graph.name), child.nodes, formal, results)
+
+    def branch(self, name: str, fill: Callable[["OnnxEmitter"], Sequence[str]], types: Sequence[TensorType]) -> Body:
+        """A subgraph without inputs (an If's branch): `fill` adds its nodes through the emitter
+        it is given and returns its outputs. Nothing is hoisted out of a branch, since the
+        branch not taken must cost nothing."""
+        child = OnnxEmitter(self.graph, self.params, self.opset, parent=self, hoist=False)
+        outs = list(fill(child))
+        return Body(self.fresh(name), child.nodes, [], child._results(outs, types))
+
+    def _results(self, outs: Sequence[str], types: Sequence[TensorType]) -> list:
+        """Value infos of a subgraph's outputs, each a tensor the subgraph itself produces."""
+        results, seen = [], set()
+        for t, ty in zip(outs, types):
+            if not any(t in n[2] for n in self.nodes) or t in seen:  # an input, an outer tensor, a repeat
+                t = self.fresh("identity")
+                self.nodes.append(("Identity", [outs[len(results)]], [t], "", {}))
+            seen.add(t)
+            results.append(helper.make_tensor_value_info(t, ONNX_DTYPES[ty.dtype], _dims(ty)))
+        return results
 
     def const(self, value: np.ndarray) -> str:
         value = np.asarray(value)
@@ -85,6 +141,8 @@ class OnnxEmitter:
 
     def size(self, size: Size) -> str:
         """A 1-D int64 tensor of one element holding `size`."""
+        if self.parent is not None:
+            return self.parent.size(size)
         if size.is_static:
             return self.const_i64([size.value])
         key = str(size)
@@ -128,6 +186,8 @@ def _check_supported(graph: Graph) -> None:
         if any(v.type.dtype == "bf16" for v in node.outputs):
             raise CompileError(Diagnostic("bf16 is not supported by the ONNX backend yet", node.span,
                                           help="use f16 or f32, or the NumPy backend"))
+        if isinstance(node.attrs.get("body"), Graph):
+            _check_supported(node.attrs["body"])
 
 
 def _share_initializer_transposes(em: OnnxEmitter, names: dict[int, str]) -> None:
@@ -146,15 +206,55 @@ def _share_initializer_transposes(em: OnnxEmitter, names: dict[int, str]) -> Non
                 continue
             first[key] = outs[0]
         kept.append((op_type, ins, outs, domain, attrs))
-    em.nodes = kept
+    em.nodes = _map_inputs(kept, lambda i: renames.get(i, i))
     for v_id, name in list(names.items()):
         names[v_id] = renames.get(name, name)
 
 
+def _map_inputs(nodes: list, rename: Callable[[str], str]) -> list:
+    """The nodes with each input renamed, inside bodies too (they read enclosing tensors)."""
+    out = []
+    for op_type, ins, outs, domain, attrs in nodes:
+        attrs = {k: replace(a, nodes=_map_inputs(a.nodes, rename)) if isinstance(a, Body) else a
+                 for k, a in attrs.items()}
+        out.append((op_type, [rename(i) for i in ins], outs, domain, attrs))
+    return out
+
+
+def _all_inputs(nodes: list) -> set[str]:
+    read = set()
+    for _, ins, _, _, attrs in nodes:
+        read.update(ins)
+        for a in attrs.values():
+            if isinstance(a, Body):
+                read |= _all_inputs(a.nodes) | {o.name for o in a.outputs}
+    return read
+
+
 def _drop_unread_initializers(em: OnnxEmitter, names: dict[int, str], graph: Graph) -> None:
     """Parameters the graph never reads (a checkpoint's step counter) stay out of the file."""
-    read = {i for n in em.nodes for i in n[1]} | {names[v.id] for _, v in graph.outputs}
+    read = _all_inputs(em.nodes) | {names[v.id] for _, v in graph.outputs}
     em.initializers = {k: v for k, v in em.initializers.items() if k in read}
+
+
+def _lower_nodes(em: OnnxEmitter, graph: Graph, names: dict[int, str]) -> None:
+    """Each node through its op's ONNX lowering; `names` maps value ids to tensor names."""
+    for node in graph.nodes:
+        em.prefix = f"{node.scope}/" if str(node.scope) else ""
+        outs = ops.get(node.op).onnx(em, node, [names[v.id] for v in node.inputs])
+        for v, o in zip(node.outputs, outs):
+            names[v.id] = o
+    em.prefix = ""
+
+
+def _make_nodes(nodes: list, renames: Mapping[str, str]) -> list[onnx.NodeProto]:
+    made = []
+    for op_type, ins, outs, domain, attrs in nodes:
+        attrs = {k: helper.make_graph(_make_nodes(a.nodes, renames), a.name, a.inputs, a.outputs)
+                 if isinstance(a, Body) else a for k, a in attrs.items()}
+        made.append(helper.make_node(op_type, [renames.get(i, i) for i in ins], [renames.get(o, o) for o in outs],
+                                     name=f"{outs[0]}", domain=domain or None, **attrs))
+    return made
 
 
 def _dims(t: TensorType) -> list:
@@ -169,12 +269,7 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
     names: dict[int, str] = {}
     for name, v in graph.inputs:
         names[v.id] = name
-    for node in graph.nodes:
-        em.prefix = f"{node.scope}/" if str(node.scope) else ""
-        outs = ops.get(node.op).onnx(em, node, [names[v.id] for v in node.inputs])
-        for v, o in zip(node.outputs, outs):
-            names[v.id] = o
-    em.prefix = ""
+    _lower_nodes(em, graph, names)
     _share_initializer_transposes(em, names)
     _drop_unread_initializers(em, names, graph)
     # Name each output's producer after the output; route through Identity when it is
@@ -190,11 +285,7 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
         else:
             identities.append(helper.make_node("Identity", [renames.get(t, t)], [out_name]))
         used_out.add(t)
-    nodes = []
-    for op_type, ins, outs, domain, attrs in em.nodes:
-        nodes.append(helper.make_node(op_type, [renames.get(i, i) for i in ins], [renames.get(o, o) for o in outs],
-                                      name=f"{outs[0]}", domain=domain or None, **attrs))
-    nodes += identities
+    nodes = _make_nodes(em.nodes, renames) + identities
     inputs = [helper.make_tensor_value_info(n, ONNX_DTYPES[v.type.dtype], _dims(v.type)) for n, v in graph.inputs]
     outputs = [helper.make_tensor_value_info(n, ONNX_DTYPES[v.type.dtype], _dims(v.type)) for n, v in graph.outputs]
     g = helper.make_graph(nodes, graph.name, inputs, outputs)

@@ -22,11 +22,12 @@ from .declarations import Declarations
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
 from .ir import Graph, Scope, Value
 from .program import Program
+from .scans import Scans
 from .values import DEFAULT_MAX_PARAMS, MAX_ERRORS, MAX_NODES, MAX_STATIC_INT, Fatal, Binding, Env, Operand, Poison, Poisoned, Weak, snake
 
 
 
-class Builder(Declarations, Blocks):
+class Builder(Declarations, Blocks, Scans):
     def __init__(self, program: Program, overrides: Optional[dict[str, str]] = None,
                  max_params: int = DEFAULT_MAX_PARAMS):
         self.program = program
@@ -35,6 +36,7 @@ class Builder(Declarations, Blocks):
         self.n_params = 0
         self.overrides = dict(overrides or {})
         self.graph = Graph(program.model.name if program.model else "model")
+        self.root = self.graph  # the model's graph (holds every parameter); `self.graph` may be a scan body
         self.scope = Scope()
         self.consts: dict[str, Union[int, float]] = {}
         self.global_axes: dict[str, Axis] = {}
@@ -42,7 +44,7 @@ class Builder(Declarations, Blocks):
         self.env: Optional[Env] = None
         self.call_stack: list[str] = []
         self.sharing_params = False
-        self.param_values: dict[str, Value] = {}
+        self.param_values: dict[str, tuple[Graph, Value]] = {}  # name -> (graph, its first read there)
         self.param_calls: dict[str, ast.Span] = {}  # parameter -> the call that created it
         self.call_spans: list[ast.Span] = []
         self.errors: list[Diagnostic] = []
@@ -218,6 +220,8 @@ class Builder(Declarations, Blocks):
         elif isinstance(stmt, ast.Assign):
             if isinstance(stmt.value, ast.Repeat):
                 results = self.repeat(stmt.value)
+            elif isinstance(stmt.value, ast.Scan):
+                results = self.scan(stmt.value)
             else:
                 results = self.expr(stmt.value)
             results = results if isinstance(results, list) else [results]

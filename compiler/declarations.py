@@ -137,9 +137,14 @@ class Declarations:
             if not ax.size.is_static:
                 raise error(f"parameter `{stmt.name}` has axis `{ax.name}` of size {ax.size}; parameters need "
                             "fixed sizes", stmt.span, "give the axis a size, or use `--set` to fix it")
-        if full in self.graph.params:
+        if full in self.root.params:
             if self.sharing_params and full in self.param_values:
-                return self.param_values[full]
+                graph, v = self.param_values[full]
+                if graph is self.graph:
+                    return v
+                # The shared weight was first read in another graph (a scan body, or outside
+                # one): read it again here, under the same name.
+                return self.emit("param", [], {"name": full, "type": v.type}, stmt.span)[0]
             first_call = self.param_calls.get(full)
             here = self.call_spans[-1] if self.call_spans else stmt.span
             instance = ".".join(self.scope.path) or "the model"
@@ -150,7 +155,7 @@ class Declarations:
                 diag.note(f"the first call named `{instance}` is here", first_call)
             else:
                 diag = Diagnostic(f"parameter `{full}` is declared twice", stmt.span)
-                diag.note("first declared here", self.graph.params[full].span)
+                diag.note("first declared here", self.root.params[full].span)
             raise CompileError(diag)
         count = math.prod(ax.size.value for ax in axes)
         self.n_params += count
@@ -162,12 +167,12 @@ class Declarations:
         if stmt.source and "{i}" in stmt.source.name:
             source = stmt.source.name.replace("{i}", str(self.scope.repeat[-1][1] if self.scope.repeat else 0))
         layout = self.param_layout(stmt, t)
-        self.graph.params[full] = ParamSpec(full, t, init, stmt.span, source, layout)
+        self.root.params[full] = ParamSpec(full, t, init, stmt.span, source, layout)
         if self.call_spans:
             self.param_calls[full] = self.call_spans[-1]
         v = self.emit("param", [], {"name": full, "type": t}, stmt.span)[0]
         v.hint = full
-        self.param_values[full] = v
+        self.param_values[full] = (self.graph, v)
         return v
 
     def param_init(self, stmt: ast.ParamStmt, t: TensorType) -> tuple[str, tuple, dict]:

@@ -69,7 +69,8 @@ class ParamSpec:
 
 
 class Graph:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, enclosing: Optional["Graph"] = None) -> None:
+        """`enclosing`: the graph a body graph belongs to; they share value ids."""
         self.name = name
         self.nodes: list[Node] = []
         self.inputs: list[tuple[str, Value]] = []
@@ -77,11 +78,11 @@ class Graph:
         self.params: dict[str, ParamSpec] = {}
         self.symbols: dict[str, tuple[str, int]] = {}  # symbolic size -> (input name, axis position)
         self.warnings: list = []  # diagnostics of severity "warning" found while building
-        self._next_id = 0
+        self._next_id = enclosing._next_id if enclosing is not None else [0]
 
     def new_value(self, type: TensorType, hint: str = "") -> Value:
-        self._next_id += 1
-        return Value(self._next_id, type, None, hint)
+        self._next_id[0] += 1
+        return Value(self._next_id[0], type, None, hint)
 
     def add_node(self, op: str, inputs: list[Value], attrs: dict[str, Any], out_types: list[TensorType],
                  span: Optional[Span], scope: Scope) -> Node:
@@ -156,7 +157,8 @@ def format_type(t: TensorType) -> str:
 
 
 def print_graph(graph: Graph) -> str:
-    """Deterministic text: values numbered in order of definition, one node per line."""
+    """Deterministic text: values numbered in order of definition, one node per line; a
+    node holding a body graph (`scan`) prints it indented below."""
     names: dict[int, str] = {}
 
     def name(v: Value) -> str:
@@ -175,21 +177,32 @@ def print_graph(graph: Graph) -> str:
         init_args = [format_attr(a) for a in spec.init[1]] + [f"{k}={format_attr(v)}" for k, v in sorted(spec.init[2].items())]
         init = spec.init[0] + (f"({', '.join(init_args)})" if init_args else "")
         lines.append(f"  param {pname}: {format_type(spec.type)} = {init}{src}")
+    _print_nodes(graph, name, lines, "  ")
+    for n, v in graph.outputs:
+        lines.append(f"  output {n} = {name(v)}: {format_type(v.type)}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _print_nodes(graph: Graph, name, lines: list[str], indent: str) -> None:
     last_scope: Optional[str] = None
     for n in graph.nodes:
         scope = str(n.scope)
         if scope != last_scope and scope:
             rep = "".join(f"  [{g} {i + 1}/{c}]" for g, i, c in n.scope.repeat)
-            lines.append(f"  // {scope}: {'/'.join(n.scope.block)}{rep}")
+            lines.append(f"{indent}// {scope}: {'/'.join(n.scope.block)}{rep}")
         last_scope = scope
         outs = ", ".join(name(v) for v in n.outputs)
         args = ", ".join(name(v) for v in n.inputs)
-        attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in sorted(n.attrs.items()))
+        body = n.attrs.get("body")
+        attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in sorted(n.attrs.items()) if k != "body")
         call = f"{n.op}({args}{'; ' if args and attrs else ''}{attrs})"
         types = ", ".join(format_type(v.type) for v in n.outputs)
         loc = f"  @{Path(n.span.file).name}:{n.span.line}:{n.span.column}" if n.span else ""
-        lines.append(f"  {outs} = {call} : {types}{loc}")
-    for n, v in graph.outputs:
-        lines.append(f"  output {n} = {name(v)}: {format_type(v.type)}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{indent}{outs} = {call} : {types}{loc}")
+        if isinstance(body, Graph):
+            ins = ", ".join(f"{name(v)}: {format_type(v.type)}" for _, v in body.inputs)
+            lines.append(f"{indent}  body {body.name}({ins}) {{")
+            _print_nodes(body, name, lines, indent + "    ")
+            lines.append(f"{indent}    yield {', '.join(name(v) for _, v in body.outputs)}")
+            lines.append(f"{indent}  }}")

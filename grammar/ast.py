@@ -120,7 +120,7 @@ class ParamStmt:
 @dataclass(frozen=True)
 class Assign:
     targets: tuple[str, ...]
-    value: Union["Expr", "Repeat"]
+    value: Union["Expr", "Repeat", "Scan"]
     span: Span
 
 
@@ -259,6 +259,16 @@ class Repeat:
     shared: bool
     call: Call
     span: Span
+
+
+@dataclass(frozen=True)
+class Scan:
+    """`scan [reverse] axis Block(args)`: the block applied at each position of `axis`."""
+    axis: str
+    reverse: bool
+    call: Call
+    span: Span
+    axis_span: Span
 
 
 Expr = Union[Number, Var, AxisSize, Unary, Binary, Index, Call, GroupedOver]

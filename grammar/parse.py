@@ -10,7 +10,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 
 KEYWORDS = {"use", "axis", "const", "block", "model", "param", "from", "as", "return",
-            "repeat", "shared", "over", "and", "or", "not", "inf"}
+            "repeat", "shared", "scan", "reverse", "over", "and", "or", "not", "inf"}
 
 # What an expected terminal is called in an error message.
 TERMINAL_NAMES = {
@@ -181,6 +181,10 @@ class _ToAst(Transformer):
         count = int(c[0]) if c[0].type == "INT" else str(c[0])
         shared = len(c) == 3
         return ast.Repeat(count, shared, c[-1], self.s(meta))
+
+    def scan_expr(self, meta, c):
+        axis = c[-2]
+        return ast.Scan(str(axis), len(c) == 3, c[-1], self.s(meta), self.s(axis))
 
     # ---- sizes ----
     def size_int(self, meta, c):

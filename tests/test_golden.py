@@ -18,6 +18,7 @@ CASES = {
     "gpt2_small": ("gpt2.arch", {"layers": "1", "embed": "64", "heads": "4", "vocab": "100", "ctx": "32"}),
     "vit_small": ("vit.arch", {"depth": "1", "embed": "32", "heads": "2", "height": "32", "width": "32",
                                "classes": "10"}),
+    "rnn": ("rnn.arch", {}),   # a `scan`: the body graph printed under its node
 }
 
 
@@ -34,7 +35,7 @@ def test_ir_printout(name, bless):
     check_golden(GOLDEN / f"{name}.ir", print_graph(graph), bless)
 
 
-@pytest.mark.parametrize("name", ["mlp", "gpt2_small"])
+@pytest.mark.parametrize("name", ["mlp", "gpt2_small", "rnn"])
 def test_numpy_module(name, bless):
     file, sets = CASES[name]
     graph = load_graph(str(REPO / "examples" / file), SourceCache(), sets)

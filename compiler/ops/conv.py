@@ -197,7 +197,7 @@ def _lower_onnx(g, node, ins, channel, op_type: str, extra_inputs: list[str], **
         x = g.node("Reshape", [x, shape])
     y = g.node(op_type, [x] + extra_inputs, **attrs)
     if merge:
-        y = g.node("Reshape", [y, g.shape([y_t.axis(n) for n in out_order])])
+        y = g.node("Reshape", [y, g.shape([y_t.axis(n) for n in out_order])], allowzero=1)
     return [_reorder(g, y, out_order, y_t)]
 
 

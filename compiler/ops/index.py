@@ -1,9 +1,12 @@
-"""Indexing: `gather` (embedding lookup) and `arange` (positions along an axis)."""
+"""Indexing and leaves made from axes: `gather` (embedding lookup), `arange` (positions along an
+axis), `zeros` (a tensor of zeros, as a scan's initial state)."""
 from __future__ import annotations
+
+import numpy as np
 
 from ..axes import INT_DTYPES, TensorType
 from ..diagnostics import error
-from .registry import OpDef, register, require_axes
+from .registry import OpDef, numpy_dtype, register, require_axes
 
 
 @register
@@ -62,3 +65,38 @@ class Arange(OpDef):
     def onnx(self, g, node, ins):
         limit = g.node("Reshape", [g.size(node.attrs["axis"].size), g.const_i64([])])
         return [g.node("Range", [g.const_i64(0), limit, g.const_i64(1)])]
+
+
+@register
+class Zeros(OpDef):
+    name = "zeros"
+    summary = ("`zeros(batch, hidden)`: a tensor of zeros with these axes (f32, or a dtype given first: "
+               "`zeros(f64, batch, hidden)`); the initial state of a `scan`")
+    example = "h0 = zeros(seq, embed)"
+
+    def build(self, b, call):
+        from archlang.grammar import ast as A
+        args = list(call.args)
+        dtype = "f32"
+        if args and isinstance(args[0], A.DTypeArg):
+            dtype = args.pop(0).dtype
+        if not args or not all(isinstance(a, A.Var) for a in args) or call.over is not None:
+            raise error("`zeros` takes axis names, optionally after a dtype, as in `zeros(batch, hidden)`",
+                        call.span)
+        axes = []
+        for a in args:
+            ax = b.axis(a.name, a.span)
+            if ax in axes:
+                raise error(f"axis `{a.name}` appears twice", a.span)
+            axes.append(ax)
+        return b.emit("zeros", [], {"axes": tuple(axes), "dtype": dtype}, call.span)
+
+    def infer(self, ins, attrs, span):
+        return [TensorType(attrs["dtype"], attrs["axes"])]
+
+    def numpy(self, e, node, ins):
+        return [e.call("np.zeros", e.shape(node.attrs["axes"]), dtype=numpy_dtype(node.attrs["dtype"]).name)]
+
+    def onnx(self, g, node, ins):
+        zero = g.const(np.zeros((1,), dtype=numpy_dtype(node.attrs["dtype"])))
+        return [g.node("Expand", [zero, g.shape(node.attrs["axes"])])]

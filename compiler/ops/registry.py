@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from archlang.grammar import ast
 
     from ..build import Builder
-    from ..ir import Node, Value
+    from ..ir import Graph, Node, Value
 
 
 class NumpyEmitter(Protocol):
@@ -54,6 +54,12 @@ class NumpyEmitter(Protocol):
 
     def param(self, name: str) -> Any:
         """The parameter tensor of that hierarchical name."""
+
+    def function(self, graph: "Graph") -> Any:
+        """A callable running a body graph: its inputs in order in, a tuple of its outputs out."""
+
+    def unpack(self, x: Any, n: int) -> list[Any]:
+        """The n items of a tuple-valued handle, computing it once."""
 
 
 class OnnxEmitter(Protocol):
@@ -89,6 +95,15 @@ class OnnxEmitter(Protocol):
 
     def param(self, name: str) -> str:
         """The initializer of that hierarchical parameter name."""
+
+    def subgraph(self, graph: "Graph", inputs: Sequence[str], outer: Sequence[str]) -> Any:
+        """A body graph as an ONNX GraphProto attribute: its first inputs become the subgraph's
+        inputs (named `inputs`' types without the scanned axis), the rest read the
+        enclosing graph's tensors `outer` by name."""
+
+    def branch(self, name: str, fill: Any, types: Sequence[TensorType]) -> Any:
+        """A subgraph without inputs, for an If: `fill(emitter)` adds its nodes and returns its
+        outputs, of these types."""
 
 
 REGISTRY: dict[str, "OpDef"] = {}

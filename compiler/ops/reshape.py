@@ -55,7 +55,8 @@ def _reshape_numpy(e, node, ins):
 
 
 def _reshape_onnx(g, node, ins):
-    return [g.node("Reshape", [ins[0], g.shape(node.outputs[0].type.axes)])]
+    # allowzero: a symbolic axis of size 0 is a size, not Reshape's "copy this dim"
+    return [g.node("Reshape", [ins[0], g.shape(node.outputs[0].type.axes)], allowzero=1)]
 
 
 @register

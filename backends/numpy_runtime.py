@@ -94,3 +94,19 @@ def slice_axis(x, axis, start, end, step):
 def causal_mask(n_query, n_key):
     allowed = np.arange(n_key)[None, :] <= np.arange(n_query)[:, None]
     return np.where(allowed, np.float32(0), np.float32(-np.inf))
+
+
+def topk(x, k, axis, largest=True):
+    """The k largest (or smallest) entries along `axis`, best first, and their positions;
+    ties go to the lower position (as ONNX TopK). Sorting the reversed axis stably and
+    reading the order backwards gives descending values with ties in ascending position,
+    for every dtype (negating would wrap unsigned integers)."""
+    n = x.shape[axis]
+    if not 1 <= k <= n:
+        raise ValueError(f"topk: k is {k} but the axis has {n} entries")
+    if largest:
+        order = n - 1 - np.flip(np.argsort(np.flip(x, axis), axis=axis, kind="stable"), axis)
+    else:
+        order = np.argsort(x, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis).astype(np.int64)
+    return np.take_along_axis(x, idx, axis=axis), idx

@@ -19,10 +19,10 @@ from archlang.compiler.axes import Axis, Size, TensorType
 from archlang.compiler.ir import Graph
 from archlang.compiler.layout import alignment
 
-from . import numpy_runtime, numpy_runtime_conv, numpy_runtime_scan
+from . import numpy_runtime, numpy_runtime_conv, numpy_runtime_fft, numpy_runtime_scan
 
 # Kernel modules, searched in order; each imports numpy only.
-RUNTIME_MODULES = (numpy_runtime, numpy_runtime_conv, numpy_runtime_scan)
+RUNTIME_MODULES = (numpy_runtime, numpy_runtime_conv, numpy_runtime_fft, numpy_runtime_scan)
 
 
 def _resolve(fn: str):
@@ -179,6 +179,7 @@ class CodeWriter:
         self.used: set[str] = set()
         self.taken = taken
         self.pending: list[str] = []
+        self.location = ""  # the node being lowered, as a `# file:line` comment
 
     def call(self, fn: str, *args: Any, **kwargs: Any) -> Code:
         if not fn.startswith("np."):
@@ -215,9 +216,9 @@ class CodeWriter:
     def function(self, graph: Graph) -> Code:
         fn = _py_name(graph.name.lower(), self.taken)
         names = {v.id: _py_name(n, self.taken) for n, v in graph.inputs}
-        outer, self.pending = self.pending, []
+        outer, self.pending, location = self.pending, [], self.location
         lines = _emit_nodes(graph, self, names)
-        self.pending = outer
+        self.pending, self.location = outer, location
         result = "".join(f"{names[v.id]}, " for _, v in graph.outputs).rstrip(" ")
         self.pending += ([f"def {fn}({', '.join(names[v.id] for _, v in graph.inputs)}):"]
                          + ["    " + line for line in lines] + [f"    return ({result})"])
@@ -225,7 +226,7 @@ class CodeWriter:
 
     def unpack(self, x: Code, n: int) -> list[Code]:
         name = _py_name("results", self.taken)
-        self.pending.append(f"{name} = {x}")
+        self.pending.append(f"{name} = {x}{self.location}")
         return [Code(f"{name}[{i}]") for i in range(n)]
 
 
@@ -283,6 +284,8 @@ def _emit_nodes(graph: Graph, writer: CodeWriter, names: dict[int, str]) -> list
     """One assignment per node output (renames only rename); `names` holds the inputs' names."""
     body: list[str] = []
     for node in graph.nodes:
+        loc = f"  # {Path(node.span.file).name}:{node.span.line}" if node.span else ""
+        writer.location = loc
         outs = ops.get(node.op).numpy(writer, node, [Code(names[v.id]) for v in node.inputs])
         body += writer.pending
         writer.pending = []
@@ -291,7 +294,6 @@ def _emit_nodes(graph: Graph, writer: CodeWriter, names: dict[int, str]) -> list
                 names[v.id] = str(expr)
                 continue
             names[v.id] = _py_name((v.hint or node.op).replace(".", "_"), writer.taken)
-            loc = f"  # {Path(node.span.file).name}:{node.span.line}" if node.span else ""
             body.append(f"{names[v.id]} = {expr}{loc}")
     return body
 

@@ -40,7 +40,7 @@ SMALL: dict[str, dict[str, str]] = {
     "mixer": {"height": "32", "width": "32", "ph": "8", "pw": "8", "embed": "64", "depth": "2", "classes": "10"},
     # Small already:
     "unet": {}, "se_mobile": {}, "alibi": {}, "t5_bias": {}, "swin_stages": {}, "looped": {},
-    "moe": {}, "rnn": {}, "linear_attention": {},
+    "moe": {}, "fftconv": {}, "rnn": {}, "linear_attention": {},
 }
 
 FULL_SYMBOLS = {"batch": 2, "default": 32}   # batch 2; seq (and any other open axis) 32

@@ -182,6 +182,10 @@ class OnnxEmitter:
 
 def _check_supported(graph: Graph) -> None:
     from archlang.compiler.diagnostics import CompileError, Diagnostic
+    for name, v in graph.inputs:  # an input no node reads is still an input of the ONNX graph
+        if v.type.dtype == "bf16":
+            raise CompileError(Diagnostic(f"input `{name}` is bf16, which the ONNX backend does not support yet",
+                                          graph.input_spans.get(name), help="use f16 or f32, or the NumPy backend"))
     for node in graph.nodes:
         if any(v.type.dtype == "bf16" for v in node.outputs):
             raise CompileError(Diagnostic("bf16 is not supported by the ONNX backend yet", node.span,

@@ -119,6 +119,7 @@ class Builder(Declarations, Blocks, Scans):
             t = self.resolve_type(arg.type, allow_rest=False)
             self._check_input_size(arg, t)
             v = self.graph.add_input(arg.name, t)
+            self.graph.input_spans[arg.name] = arg.span
             for i, a in enumerate(t.axes):
                 if not a.size.is_static and len(a.size.symbols) == 1 and a.size == Size.of(next(iter(a.size.symbols))):
                     self.graph.symbols.setdefault(next(iter(a.size.symbols)), (arg.name, i))

@@ -77,6 +77,7 @@ class Graph:
         self.outputs: list[tuple[str, Value]] = []
         self.params: dict[str, ParamSpec] = {}
         self.symbols: dict[str, tuple[str, int]] = {}  # symbolic size -> (input name, axis position)
+        self.input_spans: dict[str, Span] = {}  # where each model input is declared
         self.warnings: list = []  # diagnostics of severity "warning" found while building
         self._next_id = enclosing._next_id if enclosing is not None else [0]
 

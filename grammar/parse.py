@@ -286,7 +286,17 @@ class _ToAst(Transformer):
         return ast.Keyword(str(c[0]), value, self.s(meta))
 
     def axis_group(self, meta, c):
+        self._once(c)
         return _Group(_names(c), len(c) > 1)
+
+    def _once(self, tokens) -> None:
+        """An axis listed twice (`over d, d`, `(a, a) -> b`) is a slip, never a meaning."""
+        seen = set()
+        for t in tokens:
+            if t is not None and str(t) in seen:
+                raise SyntaxErrorReport(f"axis `{t}` is named twice", self.s(t),
+                                        "each axis is listed once; two wires of one size need two names")
+            seen.add(str(t))
 
     def axis_map(self, meta, c):
         return ast.AxisMap(c[0].names, c[1].names, c[0].grouped, c[1].grouped, self.s(meta))
@@ -304,6 +314,7 @@ class _ToAst(Transformer):
         return ast.Over(inner, None, self.s(meta))
 
     def over_axes(self, meta, c):
+        self._once(c)
         return _names(c)
 
     def axis_map_over(self, meta, c):

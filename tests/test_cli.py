@@ -404,3 +404,18 @@ def test_repeat_count_from_a_block_constant_parameter(archc, write_arch):
     params = re.findall(r"^  param (\S+):", r.stdout, flags=re.M)
     assert params == ["deep.layers.0.w", "deep.layers.1.w", "deep.layers.2.w",
                       "shallow.layers.0.w", "shallow.layers.1.w"], params
+
+
+def test_an_unread_bf16_input_is_refused_by_the_onnx_backend(archc, write_arch, tmp_path):
+    """onnxruntime cannot feed a bf16 input, read or not: compile says so where it is declared."""
+    path = write_arch("""
+        axis batch, d = 3
+        model M(x: f32[batch, d], mask: bf16[batch]) -> f32[batch] {
+          return sum(x over d)
+        }
+    """)
+    out = tmp_path / "m.onnx"
+    r = archc("compile", path, "-o", out)
+    assert r.returncode == 1, r.stderr
+    assert ":2:27: error: input `mask` is bf16, which the ONNX backend does not support yet" in r.stderr
+    assert not out.exists()

@@ -71,6 +71,16 @@ def _part(g, y: str, last: int, i: int) -> str:
     return g.node("Gather", [y, g.const(np.asarray(i, np.int64))], axis=last)
 
 
+def _arguments(call, op: str, n_tensors: int, usage: str):
+    """The tensor arguments and the one `axis -> new_axis` map of a transform (keyword: `n=`)."""
+    check_keywords(call, ("n",), op)
+    maps = axis_maps(call)
+    pos = [a for a in call.args if not isinstance(a, (A.Keyword, A.AxisMap))]
+    if len(maps) != 1 or len(pos) != n_tensors or len(maps[0].source) != 1 or len(maps[0].target) != 1 or call.over:
+        raise error(f"`{op}` takes {usage}", call.span)
+    return pos, maps[0]
+
+
 @register
 class Rfft(OpDef):
     name = "rfft"
@@ -80,13 +90,8 @@ class Rfft(OpDef):
     example = "re, im = rfft(x, seq -> freq)"
 
     def build(self, b, call):
-        check_keywords(call, ("n",), "rfft")
-        maps = axis_maps(call)
-        pos = [a for a in call.args if not isinstance(a, (A.Keyword, A.AxisMap))]
-        if len(maps) != 1 or len(pos) != 1 or len(maps[0].source) != 1 or len(maps[0].target) != 1 or call.over:
-            raise error("`rfft` takes a tensor and `axis -> new_axis`, as in `re, im = rfft(x, seq -> freq)`",
-                        call.span)
-        x, m = b.tensor(pos[0]), maps[0]
+        pos, m = _arguments(call, "rfft", 1, "a tensor and `axis -> new_axis`, as in `re, im = rfft(x, seq -> freq)`")
+        x = b.tensor(pos[0])
         require_axes(x.type, m.source, "the transformed tensor", m.span)
         n = _length(b, call)
         size = Size.of(n) if n is not None else x.type.axis(m.source[0]).size
@@ -133,14 +138,9 @@ class Irfft(OpDef):
     example = "y = irfft(re, im, freq -> seq)"
 
     def build(self, b, call):
-        check_keywords(call, ("n",), "irfft")
-        maps = axis_maps(call)
-        pos = [a for a in call.args if not isinstance(a, (A.Keyword, A.AxisMap))]
-        if len(maps) != 1 or len(pos) != 2 or len(maps[0].source) != 1 or len(maps[0].target) != 1 or call.over:
-            raise error("`irfft` takes the real and imaginary parts and `freq -> axis`, as in "
-                        "`y = irfft(re, im, freq -> seq)`", call.span)
+        pos, m = _arguments(call, "irfft", 2, "the real and imaginary parts and `freq -> axis`, as in "
+                                              "`y = irfft(re, im, freq -> seq)`")
         re, im = b.tensor(pos[0]), b.tensor(pos[1])
-        m = maps[0]
         require_axes(re.type, m.source, "the real part", m.span)
         require_axes(im.type, m.source, "the imaginary part", m.span)
         n, target = _length(b, call), m.target[0]

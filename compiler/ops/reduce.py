@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..axes import FLOAT_DTYPES, INT_DTYPES
 from ..diagnostics import error
-from .registry import OpDef, positions, register, require_axes
+from .registry import OpDef, OverOneAxis, positions, register, require_axes
 
 
 class _Reduce(OpDef):
@@ -41,27 +41,8 @@ for _n, _np, _ox in [("sum", "np.sum", "ReduceSum"), ("mean", "np.mean", "Reduce
                                        example=f"y = {_n}(x over seq)")))
 
 
-class _Softmax(OpDef):
-    allowed_attrs = ("axes",)
-    required_attrs = ("axes",)
-    np_fn = ""
-    onnx_op = ""
-
-    def infer(self, ins, attrs, span):
-        if len(ins) != 1:
-            raise error(f"`{self.name}` takes one tensor and `over` one axis", span)
-        if len(attrs["axes"]) != 1:
-            raise error(f"`{self.name}` normalises over exactly one axis", span)
-        require_axes(ins[0], attrs["axes"], f"the operand of `{self.name}`", span)
-        if ins[0].dtype not in FLOAT_DTYPES:
-            raise error(f"`{self.name}` needs a floating-point operand, not {ins[0].dtype}", span)
-        return [ins[0]]
-
-    def numpy(self, e, node, ins):
-        return [e.call(self.np_fn, ins[0], axis=node.inputs[0].type.position(node.attrs["axes"][0]))]
-
-    def onnx(self, g, node, ins):
-        return [g.node(self.onnx_op, ins, axis=node.inputs[0].type.position(node.attrs["axes"][0]))]
+class _Softmax(OverOneAxis):
+    operand_dtypes, operand_kind = FLOAT_DTYPES, "floating-point"
 
 
 @register

@@ -167,6 +167,41 @@ class OpDef(ABC):
         """Lower through an ONNX emitter; returns one tensor name per output."""
 
 
+class OverOneAxis(OpDef):
+    """An op of one tensor over exactly one named axis, lowered to a NumPy function and an
+    ONNX op that both take the axis's position (softmax, argmax, ...). `operand_dtypes` and
+    `result` say what it accepts and returns."""
+    allowed_attrs = ("axes",)
+    required_attrs = ("axes",)
+    np_fn = ""
+    onnx_op = ""
+    onnx_attrs: dict = {}
+    operand_dtypes: frozenset = frozenset()
+    operand_kind = ""  # "floating-point", "numeric": for the message
+    one_axis_help: Optional[str] = None
+
+    def infer(self, ins, attrs, span):
+        if len(ins) != 1:
+            raise error(f"`{self.name}` takes one tensor and `over` one axis", span)
+        if len(attrs["axes"]) != 1:
+            raise error(f"`{self.name}` works over exactly one axis", span, self.one_axis_help)
+        require_axes(ins[0], attrs["axes"], f"the operand of `{self.name}`", span)
+        if ins[0].dtype not in self.operand_dtypes:
+            raise error(f"`{self.name}` needs a {self.operand_kind} operand, not {ins[0].dtype}", span,
+                        "convert first with `cast(x, f32)`")
+        return [self.result(ins[0], attrs["axes"][0])]
+
+    def result(self, x: TensorType, axis: str) -> TensorType:
+        return x
+
+    def numpy(self, e, node, ins):
+        return [e.call(self.np_fn, ins[0], axis=node.inputs[0].type.position(node.attrs["axes"][0]))]
+
+    def onnx(self, g, node, ins):
+        return [g.node(self.onnx_op, ins, axis=node.inputs[0].type.position(node.attrs["axes"][0]),
+                       **self.onnx_attrs)]
+
+
 # ---- helpers shared by op families --------------------------------------------
 
 def require_axes(t: TensorType, axes: Sequence[str], what: str, span: Optional[Span]) -> None:

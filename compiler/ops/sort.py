@@ -22,7 +22,7 @@ from archlang.grammar import ast as A
 
 from ..axes import FLOAT_DTYPES, INT_DTYPES, Size, TensorType
 from ..diagnostics import error
-from .registry import OpDef, register, require_axes
+from .registry import OpDef, OverOneAxis, register, require_axes
 from .reshape import axis_maps, check_keywords, new_axis
 
 NUMERIC = FLOAT_DTYPES | INT_DTYPES
@@ -121,31 +121,13 @@ class TopK(OpDef):
                       axis=p, largest=int(node.attrs["largest"]), sorted=1)
 
 
-class _ArgExtreme(OpDef):
-    allowed_attrs = ("axes",)
-    required_attrs = ("axes",)
-    np_fn = ""
-    onnx_op = ""
+class _ArgExtreme(OverOneAxis):
+    operand_dtypes, operand_kind = NUMERIC, "numeric"
+    one_axis_help = "to search several, `merge` them into one first"
+    onnx_attrs = {"keepdims": 0, "select_last_index": 0}
 
-    def infer(self, ins, attrs, span):
-        if len(ins) != 1:
-            raise error(f"`{self.name}` takes one tensor and `over` one axis", span)
-        if len(attrs["axes"]) != 1:
-            raise error(f"`{self.name}` works over exactly one axis", span,
-                        "to search several, `merge` them into one first")
-        require_axes(ins[0], attrs["axes"], f"the operand of `{self.name}`", span)
-        if ins[0].dtype not in NUMERIC:
-            raise error(f"`{self.name}` needs a numeric operand, not {ins[0].dtype}", span,
-                        "convert first with `cast(x, f32)`")
-        return [TensorType("i64", ins[0].without(attrs["axes"]).axes)]
-
-    def numpy(self, e, node, ins):
-        p = node.inputs[0].type.position(node.attrs["axes"][0])
-        return [e.call(self.np_fn, ins[0], axis=p)]
-
-    def onnx(self, g, node, ins):
-        p = node.inputs[0].type.position(node.attrs["axes"][0])
-        return [g.node(self.onnx_op, ins, axis=p, keepdims=0, select_last_index=0)]
+    def result(self, x, axis):
+        return TensorType("i64", x.without([axis]).axes)
 
 
 @register

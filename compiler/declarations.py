@@ -8,11 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from archlang.grammar import ast
 
 from .axes import Axis, Size, TensorType
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error
 from .ir import ParamSpec, Value
+from .ops.registry import numpy_dtype
 from .values import INITIALIZERS, MAX_STATIC_INT, Env, Weak, format_layout
 
 
@@ -192,6 +195,19 @@ class Declarations:
         if not lo <= len(args) <= hi:
             raise error(f"`{init.name}` takes {lo if lo == hi else f'{lo} to {hi}'} argument{'' if hi == 1 else 's'}",
                         init.span)
+        stored = numpy_dtype(t.dtype)
+        limit = float(np.finfo(stored).max if stored.kind == "f" else np.iinfo(stored).max if stored.kind in "iu" else 1)
+        for a, arg in zip(args, init.args):
+            if math.isfinite(a) and abs(a) > limit:
+                raise error(f"{a:g} does not fit in {t.dtype}", getattr(arg, "span", init.span))
+        if init.name in ("normal", "uniform") and not all(math.isfinite(a) for a in args):
+            raise error(f"the arguments of `{init.name}` must be finite numbers", init.span)
+        if init.name == "uniform" and len(args) == 2:
+            if not args[0] <= args[1]:
+                raise error(f"`uniform({args[0]:g}, {args[1]:g})`: the low end must not be above the high end",
+                            init.span)
+            if not math.isfinite(args[1] - args[0]):
+                raise error(f"`uniform({args[0]:g}, {args[1]:g})`: the range is too wide to draw from", init.span)
         kwargs: dict[str, Any] = {}
         if init.over is not None:
             if init.name not in ("xavier", "kaiming", "uniform"):

@@ -92,25 +92,34 @@ def run_onnx(path: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
 def check_parity(case: Case, tmp_path: Path) -> dict[str, float]:
     """Compile `case.example` bound to the reference's weights; both backends must match
     the reference to TOL. Returns the max abs errors, keyed `backend:output`."""
-    from archlang.backends.numpy_codegen import run_graph
-    from archlang.backends.onnx_export import compile_to_file
-    from archlang.compiler.diagnostics import SourceCache
-    from archlang.compiler.driver import load_graph, load_params
-
-    times = {}
     t = time.perf_counter()
     model = build_reference(case)
     weights = tmp_path / f"{case.example}.safetensors"
     save_state_dict(model, weights)
     inputs = case.inputs(np.random.default_rng(case.seed))
-    want = run_reference(model, inputs, list(case.outputs.values()), case.reference_inputs)
+    fields = run_reference(model, inputs, list(case.outputs.values()), case.reference_inputs)
     del model
-    times["reference"] = time.perf_counter() - t
+    want = {name: fields[field_] for name, field_ in case.outputs.items()}
+    return compare_with_reference(case.example, case.sets, weights, inputs, want, tmp_path,
+                                  {"reference": time.perf_counter() - t})
+
+
+def compare_with_reference(example: str, sets: Mapping[str, str], weights: Path, inputs: Mapping[str, np.ndarray],
+                           want: Mapping[str, np.ndarray], tmp_path: Path, times: dict[str, float],
+                           against: str = "the reference") -> dict[str, float]:
+    """What `archc compile --weights` and `archc run` do, through the Python API: compile
+    examples/EXAMPLE.arch bound to `weights`, run onnxruntime and the NumPy reference on
+    `inputs`; every output must be within TOL of `want` (the reference's, by output name).
+    Prints and returns the max abs errors, keyed `backend:output`."""
+    from archlang.backends.numpy_codegen import run_graph
+    from archlang.backends.onnx_export import compile_to_file
+    from archlang.compiler.diagnostics import SourceCache
+    from archlang.compiler.driver import load_graph, load_params
 
     t = time.perf_counter()
-    graph = load_graph(str(EXAMPLES / f"{case.example}.arch"), SourceCache(), dict(case.sets))
+    graph = load_graph(str(EXAMPLES / f"{example}.arch"), SourceCache(), dict(sets))
     params = load_params(graph, str(weights), seed=0)    # `--weights`: binds every tensor by name
-    onnx_path = tmp_path / f"{case.example}.onnx"
+    onnx_path = tmp_path / f"{example}.onnx"
     compile_to_file(graph, params, str(onnx_path))
     times["compile"] = time.perf_counter() - t
 
@@ -123,16 +132,17 @@ def check_parity(case: Case, tmp_path: Path) -> dict[str, float]:
 
     errors: dict[str, float] = {}
     for backend, outs in got.items():
-        assert sorted(outs) == sorted(case.outputs), f"{backend}: outputs {sorted(outs)}"
-        for name, field_ in case.outputs.items():
-            ref, out = want[field_], outs[name]
+        assert sorted(outs) == sorted(want), f"{backend}: outputs {sorted(outs)}"
+        for name, ref in want.items():
+            out = outs[name]
             assert out.shape == ref.shape, f"{backend}:{name}: shape {out.shape}, reference {ref.shape}"
             assert out.dtype == np.float32, f"{backend}:{name}: {out.dtype}"
             assert np.all(np.isfinite(out)), f"{backend}:{name}: not finite"
             errors[f"{backend}:{name}"] = float(np.max(np.abs(out.astype(np.float64) - ref)))
+    scale = max(float(np.max(np.abs(ref))) for ref in want.values())
     summary = " ".join(f"{k}={v:.2e}" for k, v in errors.items())
-    print(f"\n{case.example} {dict(case.sets) or 'default size'}: max abs {summary}; seconds "
+    print(f"\n{example} {dict(sets) or 'default size'}: max abs {summary} (outputs up to {scale:.2f}); seconds "
           + " ".join(f"{k}={v:.1f}" for k, v in times.items()))
     bad = {k: v for k, v in errors.items() if not v <= TOL}
-    assert not bad, f"{case.example}: max abs difference from the reference over {TOL}: {bad}"
+    assert not bad, f"{example}: max abs difference from {against} over {TOL}: {bad}"
     return errors

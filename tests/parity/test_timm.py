@@ -38,7 +38,7 @@ from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
-from parity_helpers import BATCH, EXAMPLES, TOL, run_onnx, save_state_dict  # noqa: E402
+from parity_helpers import BATCH, EXAMPLES, compare_with_reference, save_state_dict  # noqa: E402
 
 NOISE = 0.02
 
@@ -86,13 +86,7 @@ def build_reference(case: TimmCase):
 
 def check_timm(case: TimmCase, tmp_path) -> dict[str, float]:
     """Compile `case.example` bound to the timm model's state_dict(); both backends must
-    give its logits to TOL. Returns the max abs errors, keyed by backend."""
-    from archlang.backends.numpy_codegen import run_graph
-    from archlang.backends.onnx_export import compile_to_file
-    from archlang.compiler.diagnostics import SourceCache
-    from archlang.compiler.driver import load_graph, load_params
-
-    times = {}
+    give its logits to TOL. Returns the max abs errors, keyed `backend:output`."""
     t = time.perf_counter()
     model = build_reference(case)
     weights = tmp_path / f"{case.example}.safetensors"
@@ -100,39 +94,10 @@ def check_timm(case: TimmCase, tmp_path) -> dict[str, float]:
     rng = np.random.default_rng(case.seed)
     image = rng.standard_normal((BATCH, 3, case.image, case.image)).astype(np.float32)
     with torch.no_grad():
-        want = model(torch.from_numpy(image)).numpy()
+        want = model(torch.from_numpy(image)).numpy()    # timm returns the logits tensor
     del model
-    times["reference"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    graph = load_graph(str(EXAMPLES / f"{case.example}.arch"), SourceCache(), dict(case.sets))
-    params = load_params(graph, str(weights), seed=0)    # `--weights`: binds every tensor by name
-    onnx_path = tmp_path / f"{case.example}.onnx"
-    compile_to_file(graph, params, str(onnx_path))
-    times["compile"] = time.perf_counter() - t
-
-    inputs = {"image": image}
-    t = time.perf_counter()
-    got = {"onnx": run_onnx(onnx_path, inputs)}
-    times["onnx"] = time.perf_counter() - t
-    t = time.perf_counter()
-    got["numpy"] = run_graph(graph, params, inputs)
-    times["numpy"] = time.perf_counter() - t
-
-    errors: dict[str, float] = {}
-    for backend, outs in got.items():
-        assert sorted(outs) == ["output"], f"{backend}: outputs {sorted(outs)}"
-        out = outs["output"]
-        assert out.shape == want.shape, f"{backend}: shape {out.shape}, reference {want.shape}"
-        assert out.dtype == np.float32, f"{backend}: {out.dtype}"
-        assert np.all(np.isfinite(out)), f"{backend}: not finite"
-        errors[backend] = float(np.max(np.abs(out.astype(np.float64) - want)))
-    print(f"\n{case.example} {case.sets or 'default size'}: logits max abs {np.max(np.abs(want)):.2f}; "
-          + " ".join(f"{k}={v:.2e}" for k, v in errors.items()) + "; seconds "
-          + " ".join(f"{k}={v:.1f}" for k, v in times.items()))
-    bad = {k: v for k, v in errors.items() if not v <= TOL}
-    assert not bad, f"{case.example}: max abs difference from timm over {TOL}: {bad}"
-    return errors
+    return compare_with_reference(case.example, case.sets, weights, {"image": image}, {"output": want}, tmp_path,
+                                  {"reference": time.perf_counter() - t}, against="timm")
 
 
 # ---- the models ------------------------------------------------------------------------

@@ -334,10 +334,10 @@ class Builder(Declarations, Blocks, Scans):
         x = self.expr(e)
         if not isinstance(x, Weak) or x.static is None:
             raise error("this must be known at compile time (a number or a constant)", e.span)
-        big = abs(x.static) >= MAX_STATIC_INT if isinstance(x.static, (int, float)) else False
-        if isinstance(x.static, float) and not (math.isfinite(x.static) and x.static.is_integer()):
-            big = False  # `value=-inf` for padding is a float, not an index
-        if big:
+        # Integers become sizes and indices, so they stay well inside int64. A float stays a
+        # float (`value=-1e30` pads with a large negative number); an op that takes a whole
+        # float as a count bounds it itself (`whole_number` in compiler/ops/registry.py).
+        if isinstance(x.static, int) and abs(x.static) >= MAX_STATIC_INT:
             raise error(f"{x.static} is too large here (at most {MAX_STATIC_INT - 1:,})", e.span)
         return x.static
 

@@ -27,7 +27,7 @@ from archlang.grammar import ast as A
 
 from ..axes import FLOAT_DTYPES, Axis, Size, TensorType
 from ..diagnostics import CompileError, Diagnostic, did_you_mean, error
-from .registry import OpDef, register, require_axes, same_dtype
+from .registry import OpDef, register, require_axes, same_dtype, whole_number
 
 # ---- reading the surface call --------------------------------------------------
 
@@ -85,10 +85,7 @@ def _whole(b, kws, name: str, default: int, minimum: int) -> int:
     kw = kws.get(name)
     if kw is None:
         return default
-    v = b.static(kw.value)
-    if isinstance(v, str) or not float(v).is_integer() or v < minimum:
-        raise error(f"`{name}` must be a whole number of at least {minimum}, not {v!r}", kw.value.span)
-    return int(v)
+    return whole_number(b.static(kw.value), name, minimum, kw.value.span)
 
 
 def _padding(b, kws, extents: list[int], stride: tuple[int, ...]) -> tuple[tuple[int, int], ...]:

@@ -204,6 +204,16 @@ class OverOneAxis(OpDef):
 
 # ---- helpers shared by op families --------------------------------------------
 
+def whole_number(v: Any, what: str, minimum: int, span: Optional[Span], help: Optional[str] = None) -> int:
+    """A count or size given as a number (`k=2`, `stride=2.0`): whole, at least `minimum`,
+    and small enough to be an int64 size."""
+    from ..values import MAX_STATIC_INT
+    if isinstance(v, (str, bool)) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < minimum:
+        raise error(f"`{what}` must be a whole number of at least {minimum}, not {v!r}", span, help)
+    if abs(v) >= MAX_STATIC_INT:
+        raise error(f"`{what}` is {v:g}, too large (at most {MAX_STATIC_INT - 1:,})", span)
+    return int(v)
+
 def require_axes(t: TensorType, axes: Sequence[str], what: str, span: Optional[Span]) -> None:
     for a in axes:
         if not t.has(a):

@@ -22,7 +22,7 @@ from archlang.grammar import ast as A
 
 from ..axes import FLOAT_DTYPES, INT_DTYPES, Size, TensorType
 from ..diagnostics import error
-from .registry import OpDef, OverOneAxis, register, require_axes
+from .registry import OpDef, OverOneAxis, register, require_axes, whole_number
 from .reshape import axis_maps, check_keywords, new_axis
 
 NUMERIC = FLOAT_DTYPES | INT_DTYPES
@@ -42,12 +42,7 @@ def _count(b, call, into: str, size: Size):
         if declared is not None and declared.size.is_static:
             return declared.size.value
         raise error("`topk` needs `k=`, the number of entries to keep", call.span, f"as in `{EXAMPLE_CALL}`")
-    k = b.static(arg.value)
-    if isinstance(k, str) or isinstance(k, bool) or not float(k).is_integer():
-        raise error(f"`k` must be a whole number, not {k!r}", arg.value.span)
-    k = int(k)
-    if k < 1:
-        raise error(f"`k` must be at least 1, not {k}", arg.value.span)
+    k = whole_number(b.static(arg.value), "k", 1, arg.value.span)
     if size.is_static and k > size.value:
         raise error(f"`k` is {k} but the axis `{call.over.axes[0]}` has only {size.value} entries",
                     arg.value.span, f"k can be at most |{call.over.axes[0]}| = {size.value}")

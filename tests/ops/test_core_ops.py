@@ -1216,6 +1216,7 @@ PADS = {  # name -> (axis, before, after, keywords)
     "constant_zero": ("embed", 2, 1, ""),
     "constant_value": ("embed", 1, 3, ', value=1.5'),
     "constant_negative_value": ("seq", 2, 0, ", value=-2"),
+    "constant_huge_negative": ("seq", 1, 1, ", value=-1e30"),   # a float, not bounded like a size
     "reflect": ("embed", 2, 3, ', mode="reflect"'),
     "reflect_seq": ("seq", 1, 1, ', mode="reflect"'),
     "edge": ("embed", 3, 2, ', mode="edge"'),

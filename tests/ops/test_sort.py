@@ -196,7 +196,8 @@ model M(x: f32[batch, expert], p: bool[batch, expert]) -> f32[batch, slot] {{
 ERRORS = {  # call -> words the message must contain
     "topk(x, k=5 over expert -> slot)": ["`k` is 5", "`expert` has only 4"],
     "topk(x, k=2.5 over expert -> slot)": ["`k` must be a whole number", "2.5"],
-    "topk(x, k=0 over expert -> slot)": ["`k` must be at least 1"],
+    "topk(x, k=0 over expert -> slot)": ["`k` must be a whole number of at least 1, not 0"],
+    "topk(x, k=1e30 over expert -> slot)": ["`k` is 1e+30, too large"],
     'topk(x, k="two" over expert -> slot)': ["`k` must be a whole number"],
     "topk(x, k=2 over expert)": ["needs `over axis -> new_axis`"],
     "topk(x, k=2)": ["needs `over axis -> new_axis`"],

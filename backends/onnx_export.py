@@ -78,7 +78,7 @@ class OnnxEmitter:
         child = OnnxEmitter(self.graph, self.params, self.opset, parent=self)
         names: dict[int, str] = {}
         formal = []
-        for (name, v), _ in zip(graph.inputs, inputs):
+        for name, v in graph.inputs[:len(inputs)]:
             names[v.id] = child.fresh(name)
             child.local.add(names[v.id])
             formal.append(helper.make_tensor_value_info(names[v.id], ONNX_DTYPES[v.type.dtype], _dims(v.type)))
@@ -98,13 +98,15 @@ class OnnxEmitter:
 
     def _results(self, outs: Sequence[str], types: Sequence[TensorType]) -> list:
         """Value infos of a subgraph's outputs, each a tensor the subgraph itself produces."""
+        produced = {o for n in self.nodes for o in n[2]}
         results, seen = [], set()
-        for t, ty in zip(outs, types):
-            if not any(t in n[2] for n in self.nodes) or t in seen:  # an input, an outer tensor, a repeat
-                t = self.fresh("identity")
-                self.nodes.append(("Identity", [outs[len(results)]], [t], "", {}))
-            seen.add(t)
-            results.append(helper.make_tensor_value_info(t, ONNX_DTYPES[ty.dtype], _dims(ty)))
+        for out, ty in zip(outs, types):
+            if out not in produced or out in seen:  # an input, an outer tensor, a repeat
+                copy = self.fresh("identity")  # here, never hoisted: the subgraph must produce it
+                self.nodes.append(("Identity", [out], [copy], "", {}))
+                out = copy
+            seen.add(out)
+            results.append(helper.make_tensor_value_info(out, ONNX_DTYPES[ty.dtype], _dims(ty)))
         return results
 
     def const(self, value: np.ndarray) -> str:

@@ -15,6 +15,15 @@ from .ir import Value
 from .values import MAX_CALL_DEPTH, MAX_REPEAT, Env, Operand, Poison, Poisoned, Weak, snake
 
 
+def check_arguments(call: ast.Call, fn: ast.Function) -> None:
+    """A block call passes one positional argument per declared argument."""
+    if any(isinstance(a, ast.Keyword) for a in call.args):
+        raise error(f"block `{call.name}` takes its arguments by position", call.span)
+    if len(call.args) != len(fn.args):
+        raise CompileError(Diagnostic(f"block `{call.name}` takes {plural(len(fn.args), 'argument')} but is given "
+                                      f"{len(call.args)}", call.span).note("defined here", fn.span))
+
+
 class Blocks:
     def call_block(self, call: ast.Call, instance: str) -> Union[Operand, list[Operand]]:
         fn = self.program.blocks[call.name]
@@ -25,12 +34,8 @@ class Blocks:
             raise error(f"blocks nest deeper than {MAX_CALL_DEPTH} calls", call.span)
         if call.over is not None:
             raise error(f"block `{call.name}` takes no `over` clause", call.over.span)
-        args = [a for a in call.args]
-        if any(isinstance(a, ast.Keyword) for a in args):
-            raise error(f"block `{call.name}` takes its arguments by position", call.span)
-        if len(args) != len(fn.args):
-            raise CompileError(Diagnostic(f"block `{call.name}` takes {plural(len(fn.args), 'argument')} but is given "
-                                          f"{len(args)}", call.span).note("defined here", fn.span))
+        args = list(call.args)
+        check_arguments(call, fn)
         for i, decl in enumerate(fn.args):
             if any(d.name == decl.name for d in fn.args[:i]):
                 raise error(f"block `{fn.name}` has two arguments named `{decl.name}`", decl.span)

@@ -21,7 +21,8 @@ from typing import Union
 
 from archlang.grammar import ast
 
-from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
+from .blocks import check_arguments
+from .diagnostics import CompileError, Diagnostic, did_you_mean, error
 from .ir import Graph
 from .values import Operand, snake
 
@@ -34,11 +35,7 @@ class Scans:
                         did_you_mean(call.name, self.program.blocks))
         fn = self.program.blocks[call.name]
         axis = self.axis(s.axis, s.axis_span)
-        if any(isinstance(a, ast.Keyword) for a in call.args):
-            raise error(f"block `{call.name}` takes its arguments by position", call.span)
-        if len(call.args) != len(fn.args):
-            raise CompileError(Diagnostic(f"block `{call.name}` takes {plural(len(fn.args), 'argument')} but is "
-                                          f"given {len(call.args)}", call.span).note("defined here", fn.span))
+        check_arguments(call, fn)
         results = {r.name for r in fn.results}
         outer = [self.value(self.expr(a), a.span) for a in call.args]
         carried, sliced, whole = [], [], []

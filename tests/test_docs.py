@@ -45,10 +45,6 @@ DEFAULT_SYMBOL = 4
 TOLERANCE = 1e-5  # f32 and f64 outputs; f16 outputs are compared within one f16 rounding step
 TOLERANCE_F16 = 2e-3
 
-# Compiler bugs the docs run into, reported and awaiting a fix: (exception type, pattern of
-# its message, what it is). An example that fails with one of these is an expected failure;
-# once the bug is fixed it passes, and the entry must go. None are known now.
-KNOWN_BUGS: list[tuple[type, str, str]] = []
 
 
 @dataclass(frozen=True)
@@ -153,13 +149,7 @@ def test_example_compiles_and_numpy_matches_onnx(ex: Example, tmp_path: Path) ->
         pytest.fail(f"{ex.id}: the example does not compile:\n" + "\n".join(render(d, sources) for d in e.diagnostics))
     params = load_params(graph, None, seed=0)
     inputs = random_inputs(graph)
-    try:
-        expected = run_graph(graph, params, inputs)
-    except Exception as e:
-        for kind, pattern, what in KNOWN_BUGS:
-            if isinstance(e, kind) and re.search(pattern, str(e)):
-                pytest.xfail(f"known compiler bug: {what}")
-        raise
+    expected = run_graph(graph, params, inputs)
     session = ort.InferenceSession(to_onnx(graph, params).SerializeToString(), providers=["CPUExecutionProvider"])
     names = [n for n, _ in graph.outputs]
     got = dict(zip(names, session.run(names, {n: inputs[n] for n, _ in graph.inputs})))

@@ -8,8 +8,7 @@ scanned axis is lowered behind an If.
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from test_core_ops import check, close, compile_arch, compile_error, f64, randn
+from test_core_ops import check, close, compile_arch, f64, randn
 
 LENGTHS = [0, 1, 5]
 
@@ -151,57 +150,4 @@ def test_the_ir_holds_one_scan_node_with_its_body():
     assert [n for n, _ in body.inputs] == ["s", "x"] and scan.attrs["carried"] == 1
 
 
-@pytest.mark.parametrize("src, message", [
-    ("""
-        axis seq
-        axis d = 2
-        block Step(h: f32[seq, d], x: f32[d]) -> (h: f32[seq, d]) {
-          return h
-        }
-        model M(x: f32[seq, d]) -> f32[seq, d] {
-          y = scan seq Step(x, x)
-          return y
-        }
-     """, "`h` is carried from step to step, so its initial value cannot have the scanned axis `seq`"),
-    ("""
-        axis seq
-        axis d = 2
-        block Step(x: f32[d]) -> f32[d] {
-          return x
-        }
-        model M(x: f32[d]) -> f32[d] {
-          y = scan seq Step(x)
-          return y
-        }
-     """, "no argument of `Step` has the axis `seq` to scan over"),
-    ("""
-        axis seq
-        axis d = 2, e = 2
-        block Step(h: f32[d], x: f32[d]) -> (h: f32[e]) {
-          return rename(h + x, d -> e)
-        }
-        model M(x: f32[seq, d], h0: f32[d]) -> f32[e] {
-          y = scan seq Step(h0, x)
-          return y
-        }
-     """, "the state `h` goes into `Step` as f32[d=2] but comes out as f32[e=2]"),
-    ("""
-        axis seq
-        model M(x: f32[seq]) -> f32[seq] {
-          y = scan seq relu(x)
-          return y
-        }
-     """, "`scan` applies a block; `relu` is not one"),
-    ("""
-        axis seq
-        block Step(x: f32[]) -> f32[] {
-          return x
-        }
-        model M(x: f32[seq]) -> f32[seq] {
-          y = scan sequence Step(x)
-          return y
-        }
-     """, "unknown axis `sequence`"),
-])
-def test_scan_errors(src, message):
-    assert message in str(compile_error(src))
+# Errors are in the UI corpus: tests/ui/scan/*.arch with their rendered .stderr.

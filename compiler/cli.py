@@ -29,6 +29,16 @@ def _common(p: argparse.ArgumentParser, weights: bool = True) -> None:
         p.add_argument("--seed", type=int, default=0, help="seed for parameter initializers (default 0)")
 
 
+def _passes(p: argparse.ArgumentParser, default_level: int = 2) -> None:
+    g = p.add_argument_group("optimisation")
+    g.add_argument("-O", dest="level", type=int, choices=[0, 1, 2], default=default_level,
+                   help=f"0: the IR as written; 1: clean-ups; 2: clean-ups and fusions (default {default_level})")
+    g.add_argument("--passes", metavar="A,B", help="run exactly these passes, in this order (see `archc passes`)")
+    g.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (repeatable)")
+    g.add_argument("--explain", action="store_true",
+                   help="list each rule that fired, where, and why each other candidate was rejected")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archc", description="Compile .arch model descriptions to ONNX and NumPy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -41,6 +51,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the newest onnxruntime runs)")
     p.add_argument("--no-check", action="store_true", help="skip onnx.checker's full check of the graph")
+    _passes(p)
 
     p = sub.add_parser("run", help="run the model on inputs", description="Run a model with the NumPy or ONNX backend.")
     _common(p)
@@ -48,23 +59,36 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="IN.npz", help="inputs by the model's input names (random when absent)")
     p.add_argument("--output", required=True, metavar="OUT.npz", help="outputs are saved by output name")
     p.add_argument("--opset", type=int, default=None)
+    _passes(p)
 
     p = sub.add_parser("emit-numpy", help="write the standalone NumPy reference module",
                        description="Write a standalone Python module (numpy its only import) computing the model.")
     _common(p, weights=False)
     p.add_argument("-o", "--output", required=True, metavar="model.py")
+    _passes(p)
 
     p = sub.add_parser("ir", help="print the typed IR", description="Print the typed IR of a .arch file.")
     _common(p, weights=False)
+    _passes(p, default_level=0)
+    p.add_argument("--print-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after each run of PASS that changed it (repeatable)")
+
+    sub.add_parser("passes", help="list the optimisation passes", description="List the passes of each -O level.")
     return parser
 
 
-def _load(args, sources):
-    """Parse and type-check `args.file`; warnings go to stderr and never change the exit code."""
+def _load(args, sources, after=None):
+    """Parse and type-check `args.file`, then optimise it as the -O options say; warnings go to
+    stderr and never change the exit code."""
     from .driver import load_graph, parse_sets
     graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
     for w in graph.warnings:
         print(render(w, sources), file=sys.stderr)
+    if hasattr(args, "level"):
+        from .driver import optimize_graph
+        explain = optimize_graph(graph, args.level, args.passes, args.disable_pass, args.explain, after)
+        if args.explain:
+            sys.stderr.write(explain)
     return graph
 
 
@@ -93,7 +117,27 @@ def cmd_check(args, sources) -> int:
 
 def cmd_ir(args, sources) -> int:
     from .ir import print_graph
-    sys.stdout.write(print_graph(_load(args, sources)))
+    watched = set(args.print_after)
+    if watched:
+        from .passes import PASSES
+        unknown = watched - set(PASSES)
+        if unknown:
+            raise UsageError(f"--print-after: no pass named {', '.join(sorted(unknown))}; passes are {', '.join(PASSES)}")
+
+    def after(name, graph):
+        if name in watched:
+            sys.stdout.write(f"// after {name}\n" + print_graph(graph))
+    graph = _load(args, sources, after)
+    if not watched:
+        sys.stdout.write(print_graph(graph))
+    return 0
+
+
+def cmd_passes(args, sources) -> int:
+    from .passes import LEVELS, PASSES, pipeline
+    for name in PASSES:
+        levels = ", ".join(f"-O{k}" for k, names in LEVELS.items() if name in names)
+        print(f"{name:34} {pipeline(only=[name])[0].summary}  ({levels})")
     return 0
 
 
@@ -199,7 +243,8 @@ def cmd_run(args, sources) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "compile": cmd_compile, "run": cmd_run, "emit-numpy": cmd_emit_numpy, "ir": cmd_ir}
+COMMANDS = {"check": cmd_check, "compile": cmd_compile, "run": cmd_run, "emit-numpy": cmd_emit_numpy, "ir": cmd_ir,
+            "passes": cmd_passes}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

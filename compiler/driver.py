@@ -1,7 +1,7 @@
 """The pipeline as plain function calls: load -> build -> (backends)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -36,3 +36,22 @@ def load_params(graph: Graph, weights: Optional[str], seed: int) -> dict[str, np
     if weights:
         return load_weights(graph, weights)
     return initialize_all(graph, seed)
+
+
+def optimize_graph(graph: Graph, level: int, passes: Optional[str] = None, disable: Sequence[str] = (),
+                   explain: bool = False, after: Optional[Callable[[str, Graph], None]] = None) -> str:
+    """Run the -O level's passes (or the comma-separated `passes`) on `graph`; returns the
+    --explain report (empty unless `explain`)."""
+    from .passes import PassContext, UnknownPass, optimize
+    from .passes.trace import Tracer
+    ctx = PassContext(tracer=Tracer(enabled=explain))
+    only = [p.strip() for p in passes.split(",") if p.strip()] if passes is not None else None
+    try:
+        report = optimize(graph, level, only, disable, ctx, after)
+    except UnknownPass as e:
+        raise UsageError(str(e)) from None
+    if not explain:
+        return ""
+    counts = report.counts()
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or "nothing changed"
+    return ctx.tracer.report() + f"passes: {summary}\n"

@@ -127,6 +127,14 @@ class Graph:
                 live |= nx.ancestors(g, v.producer)
         return live
 
+    def replace_uses(self, mapping: dict[int, Value]) -> None:
+        """Every read of a value whose id is in `mapping` (by nodes or as an output) reads its
+        replacement instead."""
+        for n in self.nodes:
+            if any(v.id in mapping for v in n.inputs):
+                n.inputs = [mapping.get(v.id, v) for v in n.inputs]
+        self.outputs = [(name, mapping.get(v.id, v)) for name, v in self.outputs]
+
     def users(self) -> dict[int, list[Node]]:
         out: dict[int, list[Node]] = {}
         for n in self.nodes:

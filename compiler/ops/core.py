@@ -116,3 +116,18 @@ class Transpose(OpDef):
 
     def onnx(self, g, node, ins):
         return [g.node("Transpose", ins, perm=self._perm(node))]
+
+
+@register
+class Array(OpDef):
+    name, surface = "array", False
+    summary = "a constant tensor computed at compile time (constant folding's result)"
+
+    def infer(self, ins, attrs, span):
+        return [attrs["type"]]
+
+    def numpy(self, e, node, ins):
+        return [e.const(node.attrs["value"])]
+
+    def onnx(self, g, node, ins):
+        return [g.const(node.attrs["value"])]

@@ -1,0 +1,48 @@
+"""The optimisation pipeline: which passes run, in which order, at each -O level.
+
+-O0 runs nothing (the IR as written). -O1 cleans up: identities, common subexpressions,
+constant folding, dead code. -O2 (the default) also fuses patterns into single registry
+ops (attention, ...) that the backends lower to their fastest forms, then cleans up again.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from ..ir import Graph
+from .eliminate_common_subexpressions import EliminateCommonSubexpressions
+from .eliminate_dead_nodes import EliminateDeadNodes
+from .fold_constants import FoldConstants
+from .manager import Pass, PassContext, Report, run_passes
+from .rewrite_pass import RewritePass
+from .rules import algebra
+
+PASSES: dict[str, Callable[[], Pass]] = {
+    "simplify-algebra": lambda: RewritePass("simplify-algebra", "x*1, x+0, rename and transpose chains",
+                                            algebra.RULES),
+    "eliminate-common-subexpressions": EliminateCommonSubexpressions,
+    "fold-constants": FoldConstants,
+    "eliminate-dead-nodes": EliminateDeadNodes,
+}
+
+CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constants", "eliminate-dead-nodes"]
+FUSIONS: list[str] = []
+LEVELS = {0: [], 1: CLEANUP, 2: CLEANUP + FUSIONS + CLEANUP}
+
+
+class UnknownPass(ValueError):
+    pass
+
+
+def pipeline(level: int = 2, only: Optional[Sequence[str]] = None, disable: Sequence[str] = ()) -> list[Pass]:
+    """The passes of `level`, or exactly `only` in that order; minus those in `disable`."""
+    for name in list(only or ()) + list(disable):
+        if name not in PASSES:
+            raise UnknownPass(f"no pass named `{name}`; passes are {', '.join(PASSES)}")
+    names = list(only) if only is not None else LEVELS[level]
+    return [PASSES[n]() for n in names if n not in disable]
+
+
+def optimize(graph: Graph, level: int = 2, only: Optional[Sequence[str]] = None, disable: Sequence[str] = (),
+             ctx: Optional[PassContext] = None, after: Optional[Callable[[str, Graph], None]] = None) -> Report:
+    """Optimise `graph` in place; returns what each pass did."""
+    return run_passes(graph, pipeline(level, only, disable), ctx, after)

@@ -1,0 +1,1 @@
+"""Rule families, one file each: `algebra` (identities), `attention`, `linear`, ..."""

@@ -110,3 +110,32 @@ def topk(x, k, axis, largest=True):
         order = np.argsort(x, axis=axis, kind="stable")
     idx = np.take(order, np.arange(k), axis=axis).astype(np.int64)
     return np.take_along_axis(x, idx, axis=axis), idx
+
+
+def attention(q, k, v, bias=None, *, scale, batch, causal=None):
+    """softmax(q·k * scale + bias [+ causal mask]) · v, as two matmuls.
+
+    q is laid out (batch..., query..., depth...), k (batch..., key, depth...), v (batch...,
+    key, value...), with `batch` leading dims that broadcast; bias broadcasts against the
+    scores (batch..., query..., key). `causal`: which query dim is the position axis, masked
+    where key > query. Returns (batch..., query..., value...)."""
+    n_depth = k.ndim - batch - 1
+    lead = np.broadcast_shapes(q.shape[:batch], k.shape[:batch], v.shape[:batch])
+    query = q.shape[batch:q.ndim - n_depth]
+    depth = int(np.prod(q.shape[q.ndim - n_depth:], dtype=np.int64))
+    n_key = k.shape[batch]
+    qm = q.reshape(q.shape[:batch] + (int(np.prod(query, dtype=np.int64)), depth))
+    km = k.reshape(k.shape[:batch] + (n_key, depth))
+    scores = np.matmul(qm * np.asarray(scale, q.dtype), np.swapaxes(km, -1, -2))
+    scores = scores.reshape(lead + query + (n_key,))
+    if bias is not None:
+        scores = scores + bias
+    if causal is not None:
+        positions = np.arange(query[causal]).reshape((-1,) + (1,) * (len(query) - causal - 1) + (1,))
+        scores = np.where(np.arange(n_key) <= positions, scores, np.asarray(-np.inf, scores.dtype))
+    e = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
+    probs = e / np.sum(e, axis=-1, keepdims=True)
+    value = v.shape[batch + 1:]
+    vm = v.reshape(v.shape[:batch] + (n_key, int(np.prod(value, dtype=np.int64))))
+    out = np.matmul(probs.reshape(lead + (int(np.prod(query, dtype=np.int64)), n_key)), vm)
+    return out.reshape(lead + query + value)

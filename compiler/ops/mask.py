@@ -1,8 +1,6 @@
 """Attention masks over query/key position axes."""
 from __future__ import annotations
 
-import numpy as np
-
 from archlang.grammar import ast as A
 
 from ..axes import TensorType
@@ -34,10 +32,5 @@ class Causal(OpDef):
         return [e.call("causal_mask", e.size(node.attrs["query"].size), e.size(node.attrs["key"].size))]
 
     def onnx(self, g, node, ins):
-        def positions(axis):
-            limit = g.node("Reshape", [g.size(axis.size), g.const_i64([])])
-            return g.node("Range", [g.const_i64(0), limit, g.const_i64(1)])
-        q = g.node("Unsqueeze", [positions(node.attrs["query"]), g.const_i64([1])])
-        k = g.node("Unsqueeze", [positions(node.attrs["key"]), g.const_i64([0])])
-        allowed = g.node("LessOrEqual", [k, q])
-        return [g.node("Where", [allowed, g.const(np.zeros((), np.float32)), g.const(np.array(-np.inf, np.float32))])]
+        from .attention_onnx import causal_mask
+        return [causal_mask(g, node.attrs["query"], node.attrs["key"])]

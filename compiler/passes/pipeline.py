@@ -14,7 +14,7 @@ from .eliminate_dead_nodes import EliminateDeadNodes
 from .fold_constants import FoldConstants
 from .manager import Pass, PassContext, Report, run_passes
 from .rewrite_pass import RewritePass
-from .rules import algebra
+from .rules import algebra, attention
 
 PASSES: dict[str, Callable[[], Pass]] = {
     "simplify-algebra": lambda: RewritePass("simplify-algebra", "x*1, x+0, rename and transpose chains",
@@ -22,11 +22,15 @@ PASSES: dict[str, Callable[[], Pass]] = {
     "eliminate-common-subexpressions": EliminateCommonSubexpressions,
     "fold-constants": FoldConstants,
     "eliminate-dead-nodes": EliminateDeadNodes,
+    "fuse-attention": lambda: RewritePass("fuse-attention", "scores, scale, biases, causal mask, softmax and "
+                                          "values -> one attention op", attention.RULES),
 }
 
 CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constants", "eliminate-dead-nodes"]
-FUSIONS: list[str] = []
-LEVELS = {0: [], 1: CLEANUP, 2: CLEANUP + FUSIONS + CLEANUP}
+# Fusions run before constant folding, which would turn a fixed-size causal mask into an
+# opaque table the attention rule can no longer read as "causal".
+FUSIONS: list[str] = ["fuse-attention"]
+LEVELS = {0: [], 1: CLEANUP, 2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + CLEANUP}
 
 
 class UnknownPass(ValueError):

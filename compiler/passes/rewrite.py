@@ -34,6 +34,7 @@ class Match:
         self.bound: dict[str, Any] = {}
         self.nodes: list[Node] = []  # every node the pattern matched, root first
         self.why: Optional[str] = None
+        self.depth = 0  # how many nodes the deepest failed attempt had matched
 
     def __getitem__(self, name: str) -> Any:
         return self.bound[name]
@@ -46,7 +47,9 @@ class Match:
         return float(self.bound[name].producer.attrs["value"])
 
     def fail(self, why: str) -> bool:
-        self.why = self.why or why
+        """Record why the match failed; the deepest failure (the best partial match) wins."""
+        if self.why is None or len(self.nodes) > self.depth:
+            self.why, self.depth = why, len(self.nodes)
         return False
 
     def _save(self) -> tuple:
@@ -258,10 +261,12 @@ def _try(graph: Graph, rule: Rule, node: Node, users: dict[int, list[Node]], ctx
     reason = None
     if not rule.pattern.match_node(node, m):
         reason = m.why or "the pattern does not match"
+        partial = m.depth > 1  # more than the root matched: worth explaining
     else:
         reason = _interior_escapes(m, node) or rule.check(m)
+        partial = True
     if reason is not None:
-        if rule.explain_misses:
+        if rule.explain_misses and partial:
             ctx.tracer.record(rule.name, node, False, reason)
         return None
     b = RewriteBuilder(graph, node)

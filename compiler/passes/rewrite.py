@@ -29,8 +29,9 @@ COMMUTATIVE = {"add", "mul", "minimum", "maximum", "and", "or", "eq", "ne"}
 class Match:
     """Bindings of a pattern's names to values (`Var`, `Const`) or nodes (`Op(name=...)`)."""
 
-    def __init__(self, users: dict[int, list[Node]]):
+    def __init__(self, users: dict[int, list[Node]], outputs: frozenset = frozenset()):
         self.users = users
+        self.outputs = outputs  # ids of the graph's outputs: read by the caller, so never interior
         self.bound: dict[str, Any] = {}
         self.nodes: list[Node] = []  # every node the pattern matched, root first
         self.why: Optional[str] = None
@@ -212,6 +213,8 @@ def _interior_escapes(m: Match, root: Node) -> Optional[str]:
         if node is root:
             continue
         for v in node.outputs:
+            if v.id in m.outputs:
+                return f"the `{node.op}` result is also an output of the graph"
             for user in m.users.get(v.id, []):
                 if id(user) not in inside:
                     return f"the `{node.op}` result is also used outside the pattern"
@@ -257,7 +260,7 @@ def apply_rules(graph: Graph, rules: Sequence[Rule], ctx: PassContext, max_sweep
 
 def _try(graph: Graph, rule: Rule, node: Node, users: dict[int, list[Node]], ctx: PassContext):
     """The new nodes and the matched ones when `rule` fires at `node`, else None."""
-    m = Match(users)
+    m = Match(users, frozenset(v.id for _, v in graph.outputs))
     reason = None
     if not rule.pattern.match_node(node, m):
         reason = m.why or "the pattern does not match"

@@ -179,7 +179,12 @@ class OnnxEmitter:
     def shape(self, axes: Sequence[Axis]) -> str:
         if all(a.size.is_static for a in axes):
             return self.const_i64([a.size.value for a in axes])
-        return self.node("Concat", [self.size(a.size) for a in axes], axis=0)
+        if self.parent is not None:
+            return self.parent.shape(axes)
+        key = "shape:" + ",".join(str(a.size) for a in axes)  # one Concat per distinct shape
+        if key not in self._sizes:
+            self._sizes[key] = self.node("Concat", [self.size(a.size) for a in axes], axis=0)
+        return self._sizes[key]
 
 
 def _check_supported(graph: Graph) -> None:

@@ -71,13 +71,14 @@ def run_passes(graph: Graph, passes: list[Pass], ctx: Optional[PassContext] = No
     ctx = ctx or PassContext()
     report = Report()
     done: list[str] = []
+    memo: dict = {}
     for _ in range(rounds):
         changed = False
         for p in passes:
             result = p.run(graph, ctx)
             done.append(p.name)
             try:
-                verify(graph)
+                verify(graph, memo)
             except PassBug as e:
                 raise PassBug(f"after pass `{p.name}` (run after {', '.join(done[:-1]) or 'nothing'}): {e}") from None
             report.ran.append((p.name, result))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from ..ir import Graph
+from .assign_layouts import AssignLayouts
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_nodes import EliminateDeadNodes
 from .fold_constants import FoldConstants
@@ -22,6 +23,7 @@ PASSES: dict[str, Callable[[], Pass]] = {
     "eliminate-common-subexpressions": EliminateCommonSubexpressions,
     "fold-constants": FoldConstants,
     "eliminate-dead-nodes": EliminateDeadNodes,
+    "assign-layouts": AssignLayouts,
     "fuse-attention": lambda: RewritePass("fuse-attention", "scores, scale, biases, causal mask, softmax and "
                                           "values -> one attention op", attention.RULES),
 }
@@ -30,7 +32,8 @@ CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constant
 # Fusions run before constant folding, which would turn a fixed-size causal mask into an
 # opaque table the attention rule can no longer read as "causal".
 FUSIONS: list[str] = ["fuse-attention"]
-LEVELS = {0: [], 1: CLEANUP, 2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + CLEANUP}
+LEVELS = {0: [], 1: CLEANUP,
+          2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + ["assign-layouts"] + CLEANUP}
 
 
 class UnknownPass(ValueError):

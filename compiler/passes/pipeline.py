@@ -15,7 +15,7 @@ from .eliminate_dead_nodes import EliminateDeadNodes
 from .fold_constants import FoldConstants
 from .manager import Pass, PassContext, Report, run_passes
 from .rewrite_pass import RewritePass
-from .rules import algebra, attention
+from .rules import algebra, attention, batchnorm, linear
 
 PASSES: dict[str, Callable[[], Pass]] = {
     "simplify-algebra": lambda: RewritePass("simplify-algebra", "x*1, x+0, rename and transpose chains",
@@ -26,12 +26,16 @@ PASSES: dict[str, Callable[[], Pass]] = {
     "assign-layouts": AssignLayouts,
     "fuse-attention": lambda: RewritePass("fuse-attention", "scores, scale, biases, causal mask, softmax and "
                                           "values -> one attention op", attention.RULES),
+    "fuse-linear": lambda: RewritePass("fuse-linear", "x @ w + b with parameters w, b -> one linear op",
+                                       linear.RULES),
+    "fold-batchnorm": lambda: RewritePass("fold-batchnorm", "batchnorm(conv(x, w)) -> conv(x, w * s) + shift "
+                                          "(inference)", batchnorm.RULES),
 }
 
 CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constants", "eliminate-dead-nodes"]
 # Fusions run before constant folding, which would turn a fixed-size causal mask into an
 # opaque table the attention rule can no longer read as "causal".
-FUSIONS: list[str] = ["fuse-attention"]
+FUSIONS: list[str] = ["fuse-attention", "fuse-linear", "fold-batchnorm"]
 LEVELS = {0: [], 1: CLEANUP,
           2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + ["assign-layouts"] + CLEANUP}
 

@@ -201,21 +201,23 @@ def _check_supported(graph: Graph) -> None:
             _check_supported(node.attrs["body"])
 
 
-def _share_initializer_transposes(em: OnnxEmitter, names: dict[int, str]) -> None:
-    """One Transpose per weight and permutation, however many times the weight is used (a
-    weight shared by 12 layers would otherwise be transposed 12 times). Initializers keep
-    their parameter names and stored layout; onnxruntime folds the one Transpose at load."""
-    first: dict[tuple, str] = {}
+def _share_weight_transforms(em: OnnxEmitter, names: dict[int, str]) -> None:
+    """One Transpose or Reshape per weight and shape, however many times the weight is used (a
+    weight shared by 12 layers would otherwise be transformed 12 times). Initializers keep
+    their parameter names and stored layout; onnxruntime folds the transforms at load."""
+    first: dict[tuple, list[str]] = {}
     renames: dict[str, str] = {}
+    weightish = set(em.initializers)
     kept = []
     for op_type, ins, outs, domain, attrs in em.nodes:
         ins = [renames.get(i, i) for i in ins]
-        if op_type == "Transpose" and ins[0] in em.initializers and not domain:
-            key = (ins[0], tuple(attrs["perm"]))
+        if op_type in ("Transpose", "Reshape") and not domain and all(i in weightish for i in ins):
+            key = (op_type, tuple(ins), repr(sorted(attrs.items())))
             if key in first:
-                renames[outs[0]] = first[key]
+                renames.update(zip(outs, first[key]))
                 continue
-            first[key] = outs[0]
+            first[key] = outs
+            weightish.update(outs)
         kept.append((op_type, ins, outs, domain, attrs))
     em.nodes = _map_inputs(kept, lambda i: renames.get(i, i))
     for v_id, name in list(names.items()):
@@ -281,7 +283,7 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
     for name, v in graph.inputs:
         names[v.id] = name
     _lower_nodes(em, graph, names)
-    _share_initializer_transposes(em, names)
+    _share_weight_transforms(em, names)
     _drop_unread_initializers(em, names, graph)
     # Name each output's producer after the output; route through Identity when it is
     # an input, an initializer, or already another output.

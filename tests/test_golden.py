@@ -35,6 +35,16 @@ def test_ir_printout(name, bless):
     check_golden(GOLDEN / f"{name}.ir", print_graph(graph), bless)
 
 
+@pytest.mark.parametrize("name", ["gpt2_small", "vit_small", "rnn"])
+def test_ir_printout_after_passes(name, bless):
+    """The IR at -O2: what the passes fused, folded and reordered, as a reviewable diff."""
+    from archlang.compiler.passes import optimize
+    file, sets = CASES[name]
+    graph = load_graph(str(REPO / "examples" / file), SourceCache(), sets)
+    optimize(graph, 2)
+    check_golden(GOLDEN / f"{name}.O2.ir", print_graph(graph), bless)
+
+
 @pytest.mark.parametrize("name", ["mlp", "gpt2_small", "rnn"])
 def test_numpy_module(name, bless):
     file, sets = CASES[name]

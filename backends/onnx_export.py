@@ -47,9 +47,15 @@ class OnnxEmitter:
     that depend on the body's own inputs: the rest (weights' transposes, sizes, constants)
     go to the enclosing graph, computed once instead of at every step."""
 
+    # How fused attention lowers where both forms apply: "standard" (the opset-23 Attention
+    # op) or "matmul" (MatMul/Softmax/MatMul); benchmarks/passes.py measures the two.
+    attention_form = "standard"
+
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], opset: int,
-                 parent: Optional["OnnxEmitter"] = None, hoist: bool = True):
+                 parent: Optional["OnnxEmitter"] = None, hoist: bool = True, target: str = "ort"):
         self.graph, self.params, self.opset, self.parent = graph, params, opset, parent
+        # "ort": lowerings may use onnxruntime's com.microsoft ops; "portable": standard ops only.
+        self.target = parent.target if parent is not None else target
         self.hoist = hoist and parent is not None
         self.nodes: list[tuple[str, list[str], list[str], str, dict]] = []
         self.initializers: dict[str, np.ndarray] = parent.initializers if parent else {}
@@ -274,11 +280,11 @@ def _dims(t: TensorType) -> list:
     return [a.size.value if a.size.is_static else str(a.size).replace(" ", "") for a in t.axes]
 
 
-def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET
+def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET, target: str = "ort"
           ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The model without initializers, and the initializer arrays by name (for `write_model`)."""
     _check_supported(graph)
-    em = OnnxEmitter(graph, params, opset)
+    em = OnnxEmitter(graph, params, opset, target=target)
     names: dict[int, str] = {}
     for name, v in graph.inputs:
         names[v.id] = name
@@ -309,9 +315,10 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_O
     return model, dict(em.initializers)
 
 
-def to_onnx(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+def to_onnx(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET,
+            target: str = "ort") -> onnx.ModelProto:
     """The whole model in memory, weights embedded (for onnxruntime sessions and tests)."""
-    model, tensors = lower(graph, params, opset)
+    model, tensors = lower(graph, params, opset, target)
     model.graph.initializer.extend(numpy_helper.from_array(np.require(a, requirements="C"), n)
                                    for n, a in tensors.items())
     return model
@@ -329,10 +336,10 @@ def check_structure(model: onnx.ModelProto, tensors: Mapping[str, np.ndarray]) -
 
 
 def compile_to_file(graph: Graph, params: Mapping[str, np.ndarray], path: str, opset: int = DEFAULT_OPSET,
-                    check: bool = True) -> onnx.ModelProto:
+                    check: bool = True, target: str = "ort") -> onnx.ModelProto:
     """Lower, check and write `path` (atomically, external data past 2 GB); returns the model
     without its weights."""
-    model, tensors = lower(graph, params, opset)
+    model, tensors = lower(graph, params, opset, target)
     if check:
         check_structure(model, tensors)
     write_model(model, tensors, path)

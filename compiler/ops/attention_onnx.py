@@ -37,7 +37,7 @@ def causal_mask(g, query: Axis, key: Axis) -> str:
 def lower_attention(g, node, ins: list[str]) -> str:
     q, k, v = (x.type for x in node.inputs[:3])
     r = roles(q, k, v, tuple(node.attrs["depth"]), node.attrs["key"])
-    if g.opset >= 23 and getattr(g, "attention_form", "standard") == "standard":
+    if g.opset >= 23 and g.attention_form == "standard":
         out = _standard(g, node, ins, r)
         if out is not None:
             return out

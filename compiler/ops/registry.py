@@ -64,6 +64,8 @@ class NumpyEmitter(Protocol):
 
 class OnnxEmitter(Protocol):
     opset: int
+    target: str  # "ort" (com.microsoft ops allowed) or "portable" (standard ops only)
+    attention_form: str  # "standard" or "matmul": see backends/onnx_export.py
 
     def node(self, op_type: str, inputs: Sequence[str], n_outputs: int = 1, domain: str = "",
              **attrs: Any) -> Any:

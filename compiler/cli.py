@@ -51,6 +51,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the newest onnxruntime runs)")
     p.add_argument("--no-check", action="store_true", help="skip onnx.checker's full check of the graph")
+    p.add_argument("--weights-link", action="store_true",
+                   help="refer to the --weights .safetensors tensors in place (hard-linked beside the output) "
+                        "instead of copying them into the model")
     _passes(p)
 
     p = sub.add_parser("run", help="run the model on inputs", description="Run a model with the NumPy or ONNX backend.")
@@ -153,9 +156,24 @@ def cmd_compile(args, sources) -> int:
     from .driver import load_params
     start = time.perf_counter()
     opset = _opset(args.opset)
+    if args.weights_link and not args.weights:
+        raise UsageError("--weights-link refers to the tensors of --weights W.safetensors; give --weights")
     graph = _load(args, sources)
-    params = load_params(graph, args.weights, args.seed)
-    model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
+    if not args.weights_link:
+        params = load_params(graph, args.weights, args.seed)
+        model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
+    else:
+        from archlang.backends.onnx_file import linking
+        from .weights import load_weights
+        params = load_weights(graph, args.weights, link=True)
+        with linking(args.weights) as link:
+            model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
+        print(f"weights: {link.linked + link.transposed} tensors linked in {os.path.basename(args.weights)} "
+              f"({link.transposed} through a Transpose), {link.copied} copied", file=sys.stderr)
+        if link.hard_link:
+            print(f"archc: warning: {args.weights} is hard-linked as {link.hard_link}; onnxruntime loads the model, but "
+                  "onnx.load and onnx.checker refuse external data with several hard links: for a model they "
+                  "accept, write the output into the weights' folder", file=sys.stderr)
     print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {opset}) in {time.perf_counter() - start:.2f} s",
           file=sys.stderr)
     return 0

@@ -77,17 +77,19 @@ def stored_shape(spec: ParamSpec) -> tuple[int, ...]:
     return tuple(math.prod(sizes[a] for a in group) for group in spec.layout)
 
 
-def from_stored(spec: ParamSpec, array: np.ndarray) -> np.ndarray:
-    """Stored layout -> the declared axis order (split merged groups, then transpose)."""
+def from_stored(spec: ParamSpec, array: np.ndarray, contiguous: bool = True) -> np.ndarray:
+    """Stored layout -> the declared axis order (split merged groups, then transpose). With
+    `contiguous` false a transpose stays a view of the stored bytes (for --weights-link)."""
     if spec.layout is None:
         return array
     sizes = dict(zip(spec.type.names, _shape(spec)))
     flat = [a for group in spec.layout for a in group]
     split = array.reshape([sizes[a] for a in flat])
-    return np.ascontiguousarray(np.transpose(split, [flat.index(a) for a in spec.type.names]))
+    view = np.transpose(split, [flat.index(a) for a in spec.type.names])
+    return np.ascontiguousarray(view) if contiguous else view
 
 
-def bind_weights(graph: Graph, weights: WeightsFile) -> dict[str, np.ndarray]:
+def bind_weights(graph: Graph, weights: WeightsFile, contiguous: bool = True) -> dict[str, np.ndarray]:
     """Match file tensors to parameters by name. Every mismatch is found from the headers and
     reported in one error before any tensor data is read."""
     missing, misshaped, wrong_dtype = [], [], []
@@ -120,13 +122,19 @@ def bind_weights(graph: Graph, weights: WeightsFile) -> dict[str, np.ndarray]:
     out = {}
     for name, spec in wanted.items():
         arr = weights.load(spec.source_name).astype(numpy_dtype(spec.type.dtype), copy=False)
-        out[name] = from_stored(spec, arr)
+        out[name] = from_stored(spec, arr, contiguous)
     return out
 
 
-def load_weights(graph: Graph, path: str) -> dict[str, np.ndarray]:
+def load_weights(graph: Graph, path: str, link: bool = False) -> dict[str, np.ndarray]:
+    """The parameters bound from `path`. A .safetensors file's tensors are views of its mapping;
+    with `link` (for --weights-link) a stored layout that is a transpose stays a view too, so the
+    ONNX writer can refer to the stored bytes instead of copying them."""
+    if link and not path.endswith(".safetensors"):
+        raise CompileError(Diagnostic(f"--weights-link needs a .safetensors file, not {path}: an .npz archive's "
+                                      "tensors cannot be referred to in place", None))
     weights = open_weights(path)
     try:
-        return bind_weights(graph, weights)
+        return bind_weights(graph, weights, contiguous=not link)
     finally:
         weights.close()

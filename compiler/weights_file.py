@@ -68,7 +68,39 @@ def _open_safetensors(path: str) -> WeightsFile:
         sl = f.get_slice(name)
         dtype = sl.get_dtype()
         entries[name] = (tuple(sl.get_shape()), SAFETENSORS_DTYPES.get(dtype, dtype))
-    return WeightsFile(path, entries, f.get_tensor, lambda: handle.__exit__(None, None, None))
+    spans = _safetensors_spans(path, entries)
+    # Tensors are read-only views of one mapping of the file: binding copies nothing, writing an
+    # ONNX file reads the bytes once, and --weights-link finds each tensor's offset from its view.
+    mapped = np.memmap(path, dtype=np.uint8, mode="r") if spans else None
+
+    def load(name: str) -> np.ndarray:
+        shape, dtype = entries[name]
+        if name not in spans:  # a dtype numpy lacks (bf16): safetensors converts it
+            return f.get_tensor(name)
+        start, end = spans[name]
+        return mapped[start:end].view(np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+    return WeightsFile(path, entries, load, lambda: handle.__exit__(None, None, None))
+
+
+def _safetensors_spans(path: str, entries: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, tuple[int, int]]:
+    """Where each tensor's bytes lie in the file, as (start, end) from the file's start: an 8-byte
+    little-endian header length, the JSON header, then the data, which the header's
+    `data_offsets` count from. Only tensors numpy has a dtype for; safe_open has already checked
+    every span against the file, and each is checked again against its shape here."""
+    import json
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
+    spans = {}
+    for name, (shape, dtype) in entries.items():
+        if dtype not in SAFETENSORS_DTYPES.values() or dtype == "bfloat16":
+            continue
+        begin, end = header[name]["data_offsets"]
+        if end - begin != math.prod(shape) * np.dtype(dtype).itemsize:
+            raise fail(path, f"tensor `{name}` holds {end - begin} bytes, not what its shape needs")
+        spans[name] = (8 + header_len + begin, 8 + header_len + end)
+    return spans
 
 
 def _open_npz(path: str) -> WeightsFile:

@@ -1,10 +1,12 @@
 """Text -> AST: the Lark parser, the tree -> AST transformer and syntax-error reports."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Optional
 
 from lark import Lark, Token, Transformer, v_args
+from lark import __version__ as lark_version
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -36,10 +38,14 @@ class SyntaxErrorReport(Exception):
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    # The basic (not contextual) lexer keeps keywords reserved everywhere, so `return` after
-    # an unfinished expression is reported there rather than read as a name.
-    return Lark.open("arch.lark", rel_to=__file__, parser="lalr", lexer="basic", propagate_positions=True,
-                     maybe_placeholders=True)
+    """The LALR parser, from the prebuilt tables when they were built from this grammar by
+    this Lark version (milliseconds), else built from the grammar (a fifth of a second)."""
+    from . import _generated_parser as generated
+    from .gen_parser import GRAMMAR, OPTIONS, decode_hook, grammar_digest
+    if generated.LARK_VERSION == lark_version and generated.GRAMMAR_SHA256 == grammar_digest():
+        data, memo = json.loads(generated.TABLES, object_hook=decode_hook)
+        return Lark._load_from_dict(data, memo)
+    return Lark.open(str(GRAMMAR), **OPTIONS)
 
 
 def _span(file: str, meta_or_token) -> ast.Span:

@@ -594,8 +594,10 @@ def _grammar_explicit() -> dict[str, st.SearchStrategy[str]]:
 
 @functools.lru_cache(maxsize=None)
 def _grammar_strategy(start: str) -> st.SearchStrategy[str]:
-    from archlang.grammar.parse import parser
-    lark = parser()
+    from lark import Lark
+
+    from archlang.grammar.gen_parser import GRAMMAR, OPTIONS
+    lark = Lark.open(str(GRAMMAR), **OPTIONS)  # built from the grammar: the prebuilt tables carry no rules
     # from_lark refuses explicit strategies for terminals that `start` cannot reach.
     terminals, rules, ignore = lark.grammar.compile([start], ())
     reachable = {t.name for t in terminals} | set(ignore) | {

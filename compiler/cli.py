@@ -39,6 +39,12 @@ def _passes(p: argparse.ArgumentParser, default_level: int = 2) -> None:
                    help="list each rule that fired, where, and why each other candidate was rejected")
 
 
+def _target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=["ort", "portable"], default="ort",
+                   help="ort: fused ops may lower to onnxruntime's com.microsoft ops where faster (default); "
+                        "portable: standard ONNX ops only")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="archc", description="Compile .arch model descriptions to ONNX and NumPy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,6 +57,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the newest onnxruntime runs)")
     p.add_argument("--no-check", action="store_true", help="skip onnx.checker's full check of the graph")
+    _target(p)
     p.add_argument("--weights-link", action="store_true",
                    help="refer to the --weights .safetensors tensors in place (hard-linked beside the output) "
                         "instead of copying them into the model")
@@ -62,6 +69,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="IN.npz", help="inputs by the model's input names (random when absent)")
     p.add_argument("--output", required=True, metavar="OUT.npz", help="outputs are saved by output name")
     p.add_argument("--opset", type=int, default=None)
+    _target(p)
     _passes(p)
 
     p = sub.add_parser("emit-numpy", help="write the standalone NumPy reference module",
@@ -161,13 +169,13 @@ def cmd_compile(args, sources) -> int:
     graph = _load(args, sources)
     if not args.weights_link:
         params = load_params(graph, args.weights, args.seed)
-        model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
+        model = compile_to_file(graph, params, args.output, opset, check=not args.no_check, target=args.target)
     else:
         from archlang.backends.onnx_file import linking
         from .weights import load_weights
         params = load_weights(graph, args.weights, link=True)
         with linking(args.weights) as link:
-            model = compile_to_file(graph, params, args.output, opset, check=not args.no_check)
+            model = compile_to_file(graph, params, args.output, opset, check=not args.no_check, target=args.target)
         print(f"weights: {link.linked + link.transposed} tensors linked in {os.path.basename(args.weights)} "
               f"({link.transposed} through a Transpose), {link.copied} copied", file=sys.stderr)
         if link.hard_link:
@@ -240,7 +248,7 @@ def cmd_run(args, sources) -> int:
     else:
         import onnxruntime as ort
         from archlang.backends.onnx_export import to_onnx
-        model = to_onnx(graph, params, _opset(args.opset))
+        model = to_onnx(graph, params, _opset(args.opset), args.target)
         from archlang.backends.numpy_codegen import RunError
         try:
             session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ from .eliminate_dead_nodes import EliminateDeadNodes
 from .fold_constants import FoldConstants
 from .manager import Pass, PassContext, Report, run_passes
 from .rewrite_pass import RewritePass
-from .rules import algebra, attention, batchnorm, linear
+from .rules import algebra, attention, batchnorm, gated_mlp, linear, residual_norm
 
 PASSES: dict[str, Callable[[], Pass]] = {
     "simplify-algebra": lambda: RewritePass("simplify-algebra", "x*1, x+0, rename and transpose chains",
@@ -30,12 +30,17 @@ PASSES: dict[str, Callable[[], Pass]] = {
                                        linear.RULES),
     "fold-batchnorm": lambda: RewritePass("fold-batchnorm", "batchnorm(conv(x, w)) -> conv(x, w * s) + shift "
                                           "(inference)", batchnorm.RULES),
+    "fuse-residual-norm": lambda: RewritePass("fuse-residual-norm", "norm(a + b), with a + b also used on -> one "
+                                              "add_layernorm / add_rmsnorm op of two results", residual_norm.RULES),
+    "fuse-gated-mlp": lambda: RewritePass("fuse-gated-mlp", "act(x @ w_gate) * (x @ w_up) -> one gated_linear op",
+                                          gated_mlp.RULES),
 }
 
 CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constants", "eliminate-dead-nodes"]
 # Fusions run before constant folding, which would turn a fixed-size causal mask into an
 # opaque table the attention rule can no longer read as "causal".
-FUSIONS: list[str] = ["fuse-attention", "fuse-linear", "fold-batchnorm"]
+FUSIONS: list[str] = ["fuse-attention", "fuse-linear", "fold-batchnorm", "fuse-residual-norm",
+                      "fuse-gated-mlp"]
 LEVELS = {0: [], 1: CLEANUP,
           2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + ["assign-layouts"] + CLEANUP}
 

@@ -9,6 +9,10 @@ matched nodes are left for dead-code elimination.
 
 A match never swallows a value that is used outside it: an interior node whose result
 something else reads would have to be computed anyway, so the engine declines and says so.
+The exception is a rule whose replacement computes that value too (a fused op with two
+results): it names such nodes in `shares_interior`, and its rewrite hands the engine the
+new value for each of their results through `RewriteBuilder.share`, which the outside
+users then read instead.
 """
 from __future__ import annotations
 
@@ -168,6 +172,9 @@ class Rule(ABC):
     name = ""
     pattern: Op
     explain_misses = False
+    # Names of matched interior nodes (`Op(name=...)`) whose results may be used outside the
+    # match; `rewrite` must `b.share(old, new)` each of their results that is.
+    shares_interior: tuple[str, ...] = ()
 
     def check(self, m: Match) -> Optional[str]:
         return None
@@ -184,6 +191,11 @@ class RewriteBuilder:
     graph: Graph
     root: Node
     nodes: list[Node] = field(default_factory=list)
+    shared: dict[int, Value] = field(default_factory=dict)  # interior value id -> its replacement
+
+    def share(self, old: Value, new: Value) -> None:
+        """`new` replaces `old`, the result of a `shares_interior` node, for its users outside the match."""
+        self.shared[old.id] = new
 
     def emit(self, op: str, inputs: Sequence[Value], **attrs: Any) -> list[Value]:
         types = ops.get(op).infer([v.type for v in inputs], attrs, self.root.span)
@@ -207,18 +219,42 @@ class RewriteBuilder:
         return self.emit1("transpose", [v], order=tuple(order))
 
 
-def _interior_escapes(m: Match, root: Node) -> Optional[str]:
+def _interior_escapes(m: Match, root: Node, rule: Rule) -> tuple[Optional[str], list[Value]]:
+    """Why the match swallows a value used outside it (None if it does not), and the results
+    of the rule's `shares_interior` nodes that are used outside (the rewrite replaces them)."""
     inside = set(map(id, m.nodes))
+    sharable = {id(m.bound[n]) for n in rule.shares_interior if isinstance(m.bound.get(n), Node)}
+    shared: list[Value] = []
     for node in m.nodes:
         if node is root:
             continue
         for v in node.outputs:
-            if v.id in m.outputs:
-                return f"the `{node.op}` result is also an output of the graph"
-            for user in m.users.get(v.id, []):
-                if id(user) not in inside:
-                    return f"the `{node.op}` result is also used outside the pattern"
-    return None
+            outside = [u for u in m.users.get(v.id, []) if id(u) not in inside]
+            if (v.id in m.outputs or outside) and id(node) in sharable:
+                if any(_reaches(root, u) for u in outside):
+                    return f"the `{node.op}` result also feeds the pattern's other operands", []
+                shared.append(v)
+            elif v.id in m.outputs:
+                return f"the `{node.op}` result is also an output of the graph", []
+            elif outside:
+                return f"the `{node.op}` result is also used outside the pattern", []
+    return None, shared
+
+
+def _reaches(root: Node, target: Node) -> bool:
+    """`target` is an ancestor of `root` (redirecting it to a value `root`'s replacement
+    computes would make a cycle)."""
+    seen, todo = set(), [root]
+    while todo:
+        n = todo.pop()
+        for v in n.inputs:
+            p = v.producer
+            if p is target:
+                return True
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                todo.append(p)
+    return False
 
 
 def _replace(graph: Graph, users: dict[int, list[Node]], old: Value, new: Value) -> None:
@@ -239,7 +275,7 @@ def apply_rules(graph: Graph, rules: Sequence[Rule], ctx: PassContext, max_sweep
         users = graph.users()
         consumed: set[int] = set()
         order: list[Node] = []
-        fired = False
+        fired = reorder = False
         for node in graph.nodes:
             if id(node) not in consumed:
                 for rule in by_root.get(node.op, ()):
@@ -247,11 +283,14 @@ def apply_rules(graph: Graph, rules: Sequence[Rule], ctx: PassContext, max_sweep
                     if new is not None:
                         order.extend(new[0])
                         consumed.update(map(id, new[1]))
+                        reorder = reorder or new[2]
                         counts[rule.name] = counts.get(rule.name, 0) + 1
                         fired = True
                         break
             order.append(node)
         graph.nodes = order
+        if reorder:  # a shared value's users may precede the replacement
+            graph.toposort()
         if not fired:
             break
         eliminate_dead_nodes(graph)
@@ -259,14 +298,16 @@ def apply_rules(graph: Graph, rules: Sequence[Rule], ctx: PassContext, max_sweep
 
 
 def _try(graph: Graph, rule: Rule, node: Node, users: dict[int, list[Node]], ctx: PassContext):
-    """The new nodes and the matched ones when `rule` fires at `node`, else None."""
+    """The new nodes, the matched ones and whether shared values moved, when `rule` fires at
+    `node`; else None."""
     m = Match(users, frozenset(v.id for _, v in graph.outputs))
     reason = None
     if not rule.pattern.match_node(node, m):
         reason = m.why or "the pattern does not match"
         partial = m.depth > 1  # more than the root matched: worth explaining
     else:
-        reason = _interior_escapes(m, node) or rule.check(m)
+        reason, shared = _interior_escapes(m, node, rule)
+        reason = reason or rule.check(m)
         partial = True
     if reason is not None:
         if rule.explain_misses and partial:
@@ -277,8 +318,12 @@ def _try(graph: Graph, rule: Rule, node: Node, users: dict[int, list[Node]], ctx
     results = [result] if isinstance(result, Value) else list(result)
     if len(results) != len(node.outputs):
         raise PassBug(f"rule `{rule.name}` replaced {len(node.outputs)} values with {len(results)}")
+    missing = [v for v in shared if v.id not in b.shared]
+    if missing:
+        raise PassBug(f"rule `{rule.name}` gave no replacement for shared {missing[0].type.describe()}")
+    olds = list(node.outputs) + shared
     finals = []
-    for old, new in zip(node.outputs, results):
+    for old, new in zip(olds, results + [b.shared[v.id] for v in shared]):
         if new.type != old.type:
             if new.type.dtype != old.type.dtype or not new.type.same_axes(old.type):
                 raise PassBug(f"rule `{rule.name}` replaced {old.type.describe()} with {new.type.describe()}")
@@ -287,10 +332,10 @@ def _try(graph: Graph, rule: Rule, node: Node, users: dict[int, list[Node]], ctx
     for n in b.nodes:
         for x in n.inputs:
             users.setdefault(x.id, []).append(n)
-    for old, new in zip(node.outputs, finals):
+    for old, new in zip(olds, finals):
         _replace(graph, users, old, new)
     ctx.tracer.record(rule.name, node, True)
-    return b.nodes, m.nodes
+    return b.nodes, m.nodes, bool(shared)
 
 
 def scalar_value(v: Value) -> Optional[float]:

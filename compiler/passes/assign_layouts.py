@@ -8,7 +8,8 @@ inherited by every layer, and every layer norm and dense layer transposes it bac
 
 Cases:
 1. a value whose layout-sensitive readers all want the same axes last (a layer norm or
-   softmax over them, a contraction with a parameter over them) but does not have them
+   softmax over them, a contraction with a parameter over them, attention's depth axes in
+   its queries and keys) but does not have them
    last: one `transpose` right after its producer, and everything downstream re-derives
    its order from it; when the producer is `a + b` (or another commutative op) and `b + a`
    has the wanted order, the operands are swapped instead, for free;
@@ -38,6 +39,8 @@ def _wanted_last(user: Node, v: Value) -> Optional[tuple[str, ...]]:
     if op in ("contract", "linear") and user.inputs[0] is v and user.inputs[1].producer is not None \
             and user.inputs[1].producer.op == "param":
         return axes
+    if op == "attention" and v in user.inputs[:2]:  # queries and keys: depth last, as one [.., D] view
+        return tuple(user.attrs["depth"])
     return None
 
 

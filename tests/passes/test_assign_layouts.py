@@ -67,3 +67,16 @@ def test_a_good_layout_is_left_alone(write_arch):
     path = write_arch(SOURCE.replace("h = cls + x", "h = x + cls"))
     graph = load_graph(str(path), SourceCache(), {})
     assert optimize(graph, only=["assign-layouts"]).counts() == {}
+
+
+def test_rotated_queries_take_the_standard_attention_op_with_grouped_heads():
+    """LLaMA's rotary `stack(... over two)` puts `two` first; attention wants its depth axes
+    (two, half) last, and then lowers to onnx's Attention with 8 query and 2 key/value heads."""
+    from conftest import EXAMPLES
+    graph = load_graph(str(EXAMPLES / "llama.arch"), SourceCache(), {"layers": "1"})
+    optimize(graph, 2)
+    params = {k: np.zeros([1] * len(p.type.axes), np.float32) for k, p in graph.params.items()}
+    model, _ = lower(graph, params)
+    (attention,) = [n for n in model.graph.node if n.op_type == "Attention"]
+    attrs = {a.name: a.i for a in attention.attribute if a.name.endswith("num_heads")}
+    assert attrs == {"q_num_heads": 8, "kv_num_heads": 2}

@@ -68,3 +68,15 @@ def test_compile_and_run_optimise_by_default_and_agree_with_O0(archc_inprocess, 
             outs[level, backend] = np.load(out)["output"]
     for key, got in outs.items():
         np.testing.assert_allclose(got, outs["-O0", "numpy"], rtol=1e-5, atol=1e-5, err_msg=str(key))
+
+
+def test_portable_and_opset_17_emit_only_standard_ops(archc_inprocess, tmp_path):
+    import onnx
+    for extra, attention in ((["--target", "portable"], True), (["--opset", "17"], False)):
+        out = tmp_path / "m.onnx"
+        r = archc_inprocess("compile", GPT2, *SMALL, *extra, "-o", out)
+        assert r.returncode == 0, r.stderr
+        model = onnx.load(str(out))
+        assert {n.domain for n in model.graph.node} == {""}, extra
+        assert any(n.op_type == "Attention" for n in model.graph.node) == attention, extra
+        onnx.checker.check_model(model, full_check=True)

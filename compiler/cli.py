@@ -146,7 +146,7 @@ def cmd_ir(args, sources) -> int:
 
 def cmd_passes(args, sources) -> int:
     from .passes import LEVELS, PASSES, pipeline
-    for name in PASSES:
+    for name in dict.fromkeys(LEVELS[2] + list(PASSES)):  # in the order -O2 runs them
         levels = ", ".join(f"-O{k}" for k, names in LEVELS.items() if name in names)
         print(f"{name:34} {pipeline(only=[name])[0].summary}  ({levels})")
     return 0

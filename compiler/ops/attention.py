@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 
 from ..axes import FLOAT_DTYPES, Axis, Size, TensorType
 from ..diagnostics import error

@@ -7,7 +7,6 @@ inputs, at the small variants of tests/test_examples.py. Slow: the full-size exa
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from archlang.backends.numpy_codegen import run_graph
@@ -15,6 +14,7 @@ from archlang.backends.onnx_export import to_onnx
 from archlang.compiler.driver import load_params
 from archlang.compiler.passes import optimize
 
+from pass_checks import run_onnx
 from test_examples import FULL_SYMBOLS, NAMES, SMALL, SMALL_SYMBOLS, build, random_inputs, seed_of
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -28,11 +28,7 @@ def check_level(name: str, sets: dict, level: int, symbols: dict, opset: int = 2
     optimised = build(name, sets)
     optimize(optimised, level)
     got_numpy = run_graph(optimised, params, inputs)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(to_onnx(optimised, params, opset).SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-    got_onnx = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
+    got_onnx = run_onnx(to_onnx(optimised, params, opset), inputs)
     for k, ref in want.items():
         scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
         for backend, got in (("numpy", got_numpy[k]), ("onnx", got_onnx[k])):

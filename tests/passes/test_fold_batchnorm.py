@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from archlang.backends.numpy_codegen import run_graph
-from archlang.backends.onnx_export import to_onnx
 from archlang.compiler.diagnostics import SourceCache
 from archlang.compiler.driver import load_graph, load_params
 from archlang.compiler.ir import print_graph
 from archlang.compiler.passes import PassContext, optimize
+
+from pass_checks import assert_matches
 
 SOURCE = """
 use "conv"
@@ -77,9 +77,4 @@ def test_folded_graph_matches_O0_on_both_backends(write_arch, batch):
     folded = _load(write_arch)
     optimize(folded, only=["simplify-algebra", "fold-batchnorm", "eliminate-dead-nodes"])
     assert sum(n.op == "batchnorm" for n in folded.nodes) == 2
-    got_numpy = run_graph(folded, params, inputs)
-    sess = ort.InferenceSession(to_onnx(folded, params).SerializeToString(), providers=["CPUExecutionProvider"])
-    got_onnx = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
-    for k, ref in want.items():
-        for backend, got in (("numpy", got_numpy[k]), ("onnx", got_onnx[k])):
-            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=f"{backend} {k}")
+    assert_matches(want, folded, params, inputs, rtol=1e-4, atol=1e-4)

@@ -8,8 +8,6 @@ different inputs, a gate also read elsewhere.
 """
 from __future__ import annotations
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 
 from archlang.backends.numpy_codegen import run_graph
@@ -18,6 +16,8 @@ from archlang.compiler.diagnostics import SourceCache
 from archlang.compiler.driver import load_graph, load_params
 from archlang.compiler.ops import gated
 from archlang.compiler.passes import PassContext, optimize
+
+from pass_checks import assert_matches, normal_inputs
 
 SOURCE = """
 axis batch, seq
@@ -70,9 +70,7 @@ def test_fused_graph_matches_O0_on_both_backends(write_arch, monkeypatch, sizes,
     monkeypatch.setattr(gated, "ONNX_CONCAT", concat)
     reference = _load(write_arch)
     params = load_params(reference, None, seed=3)
-    rng = np.random.default_rng(0)
-    inputs = {n: rng.normal(size=[a.size.value if a.size.is_static else sizes[str(a.size)] for a in v.type.axes])
-              .astype(np.float32) for n, v in reference.inputs}
+    inputs = normal_inputs(reference, sizes)
     want = run_graph(reference, params, inputs)
     fused = _load(write_arch)
     optimize(fused, only=FUSE)
@@ -80,9 +78,4 @@ def test_fused_graph_matches_O0_on_both_backends(write_arch, monkeypatch, sizes,
     ops = [n.op_type for n in model.graph.node]
     # two one-output-axis pairs run as one MatMul each; the [heads, head] pair stays two
     assert ops.count("Split") == (2 if concat else 0) and ops.count("Concat") == ops.count("Split")
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got_onnx = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
-    got_numpy = run_graph(fused, params, inputs)
-    for k, ref in want.items():
-        for backend, got in (("numpy", got_numpy[k]), ("onnx", got_onnx[k])):
-            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=f"{backend} {k}")
+    assert_matches(want, fused, params, inputs, model, rtol=1e-4, atol=1e-4)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 
 from archlang.backends.numpy_codegen import run_graph
@@ -20,6 +18,8 @@ from archlang.compiler.diagnostics import SourceCache
 from archlang.compiler.driver import load_graph, load_params
 from archlang.compiler.ir import print_graph
 from archlang.compiler.passes import PassContext, optimize
+
+from pass_checks import assert_matches, normal_inputs
 
 SOURCE = """
 axis batch, seq
@@ -78,19 +78,11 @@ def test_dense_layers_become_one_linear_each(write_arch):
 def test_fused_graph_matches_O0_on_both_backends(write_arch, sizes):
     reference = _load(write_arch)
     params = load_params(reference, None, seed=3)
-    rng = np.random.default_rng(0)
-    inputs = {n: rng.normal(size=[a.size.value if a.size.is_static else sizes[str(a.size)] for a in v.type.axes])
-              .astype(np.float32) for n, v in reference.inputs}
+    inputs = normal_inputs(reference, sizes)
     want = run_graph(reference, params, inputs)
     fused = _load(write_arch)
     optimize(fused, only=["fuse-linear"])
-    got_numpy = run_graph(fused, params, inputs)
-    sess = ort.InferenceSession(to_onnx(fused, params).SerializeToString(), providers=["CPUExecutionProvider"])
-    got_onnx = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
-    for k, ref in want.items():
-        for backend, got in (("numpy", got_numpy[k]), ("onnx", got_onnx[k])):
-            assert got.shape == ref.shape, (backend, k)
-            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{backend} {k}")
+    assert_matches(want, fused, params, inputs)
 
 
 def test_linear_lowers_to_one_matmul_and_add(write_arch):

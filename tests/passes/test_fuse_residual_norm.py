@@ -9,8 +9,6 @@ make a cycle). The fused graph matches -O0 on both backends, in both ONNX forms.
 """
 from __future__ import annotations
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 
 from archlang.backends.numpy_codegen import run_graph
@@ -20,6 +18,8 @@ from archlang.compiler.driver import load_graph, load_params
 from archlang.compiler.ops import add_norm
 from archlang.compiler.passes import PassBug, PassContext, optimize
 from archlang.compiler.passes.rewrite import Op, Rule, Var, apply_rules
+
+from pass_checks import assert_matches, normal_inputs
 
 SOURCE = """
 axis batch, seq
@@ -75,9 +75,7 @@ def test_fused_graph_matches_O0_on_both_backends(write_arch, monkeypatch, sizes,
     monkeypatch.setattr(add_norm, "ONNX_SKIP_NORM", skip_ops)
     reference = _load(write_arch)
     params = load_params(reference, None, seed=3)
-    rng = np.random.default_rng(0)
-    inputs = {n: rng.normal(size=[a.size.value if a.size.is_static else sizes[str(a.size)] for a in v.type.axes])
-              .astype(np.float32) for n, v in reference.inputs}
+    inputs = normal_inputs(reference, sizes)
     want = run_graph(reference, params, inputs)
     fused = _load(write_arch)
     optimize(fused, only=FUSE)
@@ -85,12 +83,7 @@ def test_fused_graph_matches_O0_on_both_backends(write_arch, monkeypatch, sizes,
     contrib = sorted(n.op_type for n in model.graph.node if n.domain == "com.microsoft")
     # the broadcast `x + p` keeps Add + LayerNormalization
     assert contrib == (["SkipLayerNormalization", "SkipSimplifiedLayerNormalization"] if skip_ops else [])
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got_onnx = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs)))
-    got_numpy = run_graph(fused, params, inputs)
-    for k, ref in want.items():
-        for backend, got in (("numpy", got_numpy[k]), ("onnx", got_onnx[k])):
-            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=f"{backend} {k}")
+    assert_matches(want, fused, params, inputs, model, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("opset, target", [(17, "ort"), (23, "portable")])

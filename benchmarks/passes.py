@@ -15,7 +15,8 @@ torch's own output is printed as a check; archc's gpt2/bert output is the last h
    `torch.onnx.export(..., dynamo=True)` call alone in a fresh process (imports and model
    construction reported apart).
 2. onnxruntime latency (CPUExecutionProvider, ORT_ENABLE_ALL, intra-op --threads, inter-op 1,
-   one SessionOptions for every session): median of --iters runs after warm-up, sequence 128
+   one SessionOptions for every session): median of --iters runs after warm-up, the variants
+   timed in turn (one run of each, round-robin) so that other load hits all alike; sequence 128
    for the text models and 224x224 images for the vision ones, for archc -O0, archc -O2, the
    torch export (dynamic batch and sequence), and the torch export after onnxruntime's
    transformer optimizer (optimize_model, where it applies).
@@ -169,17 +170,21 @@ def graph_counts(path: str) -> dict:
             "functions": len(model.functions)}
 
 
-def latency(sess, arrays, warmup: int, iters: int) -> tuple[float, object]:
-    feeds = {i.name: a for i, a in zip(sess.get_inputs(), arrays)}
-    out = None
-    for _ in range(max(1, warmup)):
-        out = sess.run(None, feeds)[0]
-    times = []
+def interleaved_latency(sessions: dict, arrays, warmup: int, iters: int) -> tuple[dict, dict]:
+    """Median seconds per run of each session, timed round-robin (one run of each in turn), so
+    that load from elsewhere on the machine falls on every variant alike; and their outputs."""
+    feeds = {k: {i.name: a for i, a in zip(s.get_inputs(), arrays)} for k, s in sessions.items()}
+    outs = {}
+    for k, s in sessions.items():
+        for _ in range(max(1, warmup)):
+            outs[k] = s.run(None, feeds[k])[0]
+    times: dict = {k: [] for k in sessions}
     for _ in range(iters):
-        start = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return median(times), out
+        for k, s in sessions.items():
+            start = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append(time.perf_counter() - start)
+    return {k: median(v) for k, v in times.items()}, outs
 
 
 def bench_model(name: str, args, tmp: Path, log) -> dict:
@@ -267,6 +272,7 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
             files["torch + ORT optimizer"] = f"n/a ({short(e)})"
 
     opts = session_options(args.threads)         # one SessionOptions object for every timed session
+    sessions: dict = {b: {} for b in args.batches}
     for variant in VARIANTS:
         f = files[variant]
         if isinstance(f, str) and f.startswith(("n/a", "failed")):
@@ -274,9 +280,8 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
             continue
         by_batch = f if isinstance(f, dict) else {b: f for b in args.batches}
         first = by_batch[args.batches[0]]
-        log(f"{name}: {variant}: graph counts, onnxruntime latency at batch {args.batches}")
+        log(f"{name}: {variant}: graph counts and onnxruntime sessions")
         try:
-            r["counts"][variant] = (graph_counts(first), "n/a")
             dump = str(tmp / "ort_dump.onnx")       # the graph onnxruntime runs, with the same settings
             try:
                 ort.InferenceSession(first, session_options(args.threads, dump), providers=["CPUExecutionProvider"])
@@ -284,18 +289,26 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
                 os.remove(dump)
             except Exception as e:
                 r["counts"][variant] = (graph_counts(first), f"dump failed ({short(e)})")
-            sessions = {}
+            opened: dict = {}
             for b in args.batches:
-                src = by_batch[b]
-                if src not in sessions:
-                    sessions[src] = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-                t, out = latency(sessions[src], inputs[b], args.warmup, args.iters)
-                r["lat"].setdefault(variant, {})[b] = t
-                r["diff"].setdefault(variant, {})[b] = float(np.max(np.abs(out.astype(np.float64) - want[b])))
-            del sessions
+                if by_batch[b] not in opened:
+                    opened[by_batch[b]] = ort.InferenceSession(by_batch[b], opts, providers=["CPUExecutionProvider"])
+                sessions[b][variant] = opened[by_batch[b]]
         except Exception as e:
             r["lat"][variant] = f"failed ({short(e)})"
             r["counts"].setdefault(variant, r["lat"][variant])
+    for b in args.batches:
+        log(f"{name}: latency at batch {b}, the variants timed in turn")
+        try:
+            medians, outs = interleaved_latency(sessions[b], inputs[b], args.warmup, args.iters)
+        except Exception as e:
+            for variant in sessions[b]:
+                r["lat"][variant] = f"failed ({short(e)})"
+            continue
+        for variant, t in medians.items():
+            r["lat"].setdefault(variant, {})[b] = t
+            r["diff"].setdefault(variant, {})[b] = float(np.max(np.abs(outs[variant].astype(np.float64) - want[b])))
+    del sessions
     return r
 
 

@@ -85,6 +85,19 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the IR after each run of PASS that changed it (repeatable)")
 
     sub.add_parser("passes", help="list the optimisation passes", description="List the passes of each -O level.")
+
+    p = sub.add_parser("render", help="draw an architecture diagram (.svg, .dot, .mmd)",
+                       description="Draw the model's architecture: SVG drawn by archc, or DOT / Mermaid text.")
+    _common(p, weights=False)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.dot|OUT.mmd",
+                   help="the format follows the extension")
+    p.add_argument("--depth", type=int, default=1, metavar="N",
+                   help="block levels drawn open; deeper blocks are one box each (default 1)")
+    p.add_argument("--expand", action="append", default=[], metavar="BLOCK",
+                   help="open this block (name or instance path) at any depth (repeatable)")
+    p.add_argument("--no-sizes", action="store_true", help="label wires with axis names only")
+    p.add_argument("--unroll", action="store_true", help="draw every copy of a repeat instead of one marked × N")
+    _passes(p, default_level=0)
     return parser
 
 
@@ -269,8 +282,19 @@ def cmd_run(args, sources) -> int:
     return 0
 
 
+def cmd_render(args, sources) -> int:
+    from archlang.backends.render import FORMATS, diagram_format, render
+    if diagram_format(args.output) is None:
+        raise UsageError(f"cannot tell the diagram format of {args.output}: use {', '.join(sorted(FORMATS))}")
+    if args.depth < 0:
+        raise UsageError("--depth must be 0 or more")
+    graph = _load(args, sources)
+    render(graph, args.output, args.depth, args.expand, not args.no_sizes, not args.unroll)
+    return 0
+
+
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "run": cmd_run, "emit-numpy": cmd_emit_numpy, "ir": cmd_ir,
-            "passes": cmd_passes}
+            "passes": cmd_passes, "render": cmd_render}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -1,0 +1,136 @@
+"""SVG of a laid-out diagram, written by archlang itself (no Graphviz, no browser).
+
+Fences (open blocks) first, outermost first, so inner ones and the boxes lie on top;
+then wires and their axis labels; then boxes. Every coordinate is absolute (no
+transforms) and printed with at most one decimal, so the geometry can be read back from
+the file (tests do) and the same diagram always gives the same bytes. Each box's `<g>`
+carries `data-group`, the fence it sits in.
+"""
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from .diagram import Diagram
+from .diagram_layout import FONT, LABEL_FONT, NOTE_FONT, TITLE_FONT, Layout, Rect, text_width
+
+STYLE = """
+text { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; fill: #222; }
+.fence { fill: #f6f8fc; stroke: #7a8db3; stroke-width: 1.2; stroke-dasharray: 6 3; }
+.stack { fill: #eef2f9; stroke: #9aaacb; stroke-width: 1; }
+.title { font-size: 11px; font-weight: bold; fill: #3d4f7a; }
+.badge { font-size: 13px; font-weight: bold; fill: #b3261e; }
+.op rect { fill: #ffffff; stroke: #444; stroke-width: 1; }
+.param rect { stroke: #111; stroke-width: 2.4; }
+.param text.name { font-weight: bold; }
+.block rect { fill: #fff6dd; stroke: #a8842c; stroke-width: 1.4; }
+.input rect { fill: #e4f1ff; stroke: #3b73b9; }
+.output rect { fill: #e6f6e6; stroke: #3c8d3c; }
+.note { fill: #666; }
+.wire { fill: none; stroke: #5c6b80; stroke-width: 1.2; }
+.label { font-size: 10px; fill: #56607a; }
+"""
+
+
+def _n(v: float) -> str:
+    """At most one decimal, no trailing zeros: stable text for stable bytes."""
+    s = f"{v:.1f}"
+    return s[:-2] if s.endswith(".0") else s
+
+
+def _attr(text: str) -> str:
+    return escape(text, {'"': "&quot;"})
+
+
+def _path(points: list[tuple[float, float]]) -> str:
+    """Straight where y stays, a smooth S-bend (horizontal tangents) where it changes."""
+    out = [f"M{_n(points[0][0])} {_n(points[0][1])}"]
+    points = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if abs(y1 - y0) < 0.05:
+            out.append(f"H{_n(x1)}")
+        else:
+            mx = (x0 + x1) / 2
+            out.append(f"C{_n(mx)} {_n(y0)} {_n(mx)} {_n(y1)} {_n(x1)} {_n(y1)}")
+    return "".join(out)
+
+
+def _depth(d: Diagram) -> dict[str, int]:
+    parent = {g.id: g.parent for g in d.groups}
+    depth: dict[str, int] = {}
+    for g in d.groups:
+        k, p = 0, g.parent
+        while p:
+            k, p = k + 1, parent[p]
+        depth[g.id] = k
+    return depth
+
+
+def _fences(d: Diagram, lay: Layout) -> list[str]:
+    out = []
+    depth = _depth(d)
+    for g in sorted(d.groups, key=lambda g: (depth[g.id], g.id)):
+        r = lay.groups[g.id]
+        out.append(f'<g class="group" id="{_attr(g.id)}" data-parent="{_attr(g.parent)}">')
+        if g.repeat > 1:  # a stack of cards: the copies the fence stands for
+            for k in (6, 3):
+                out.append(f'<rect class="stack" x="{_n(r.x + k)}" y="{_n(r.y + k)}" width="{_n(r.w)}" '
+                           f'height="{_n(r.h)}" rx="6"/>')
+        out.append(f'<rect class="fence" x="{_n(r.x)}" y="{_n(r.y)}" width="{_n(r.w)}" height="{_n(r.h)}" rx="6"/>')
+        out.append(f'<text class="title" x="{_n(r.x + 12)}" y="{_n(r.y + 16)}" font-size="{_n(TITLE_FONT)}">'
+                   f'{escape(g.title)}</text>')
+        if g.badge:
+            out.append(f'<text class="badge" x="{_n(r.x + r.w - 12)}" y="{_n(r.y + 17)}" font-size="{_n(TITLE_FONT + 2)}" '
+                       f'text-anchor="end">{escape(g.badge)}</text>')
+        out.append("</g>")
+    return out
+
+
+def _wires(lay: Layout) -> list[str]:
+    out, labels = [], {}
+    for p in lay.pieces:
+        marker = ' marker-end="url(#arrow)"' if p.arrow else ""
+        out.append(f'<path class="wire" d="{_path(p.points)}"{marker}><title>{escape(p.title)}</title></path>')
+        if p.label:
+            x, y = p.points[0]
+            labels[(_n(x + 4), _n(y - 3), p.label)] = None
+        if p.dst_label:
+            x, y = p.points[-1]
+            labels[(_n(x - 6 - text_width(p.dst_label, LABEL_FONT)), _n(y - 3), p.dst_label)] = None
+    for x, y, text in labels:
+        out.append(f'<text class="label" x="{x}" y="{y}" font-size="{_n(LABEL_FONT)}">{escape(text)}</text>')
+    return out
+
+
+def _boxes(d: Diagram, lay: Layout) -> list[str]:
+    out = []
+    for b in d.boxes:
+        r: Rect = lay.boxes[b.id]
+        cls = b.kind + (" param" if b.bold else "")
+        tip = "\n".join([b.tooltip] + ([f"parameters ({len(b.params)}):"] + b.params[:24] +
+                                       (["…"] if len(b.params) > 24 else []) if b.params else []))
+        out.append(f'<g class="box {cls}" id="{_attr(b.id)}" data-group="{_attr(b.group)}"><title>{escape(tip)}</title>')
+        rx = 12 if b.kind in ("input", "output") else 3
+        out.append(f'<rect x="{_n(r.x)}" y="{_n(r.y)}" width="{_n(r.w)}" height="{_n(r.h)}" rx="{rx}"/>')
+        text_h = FONT * 1.2 + (len(b.lines) - 1) * NOTE_FONT * 1.3
+        y = r.y + (r.h - text_h) / 2 + FONT * 0.95
+        cx = r.x + r.w / 2
+        for i, line in enumerate(b.lines):
+            size, cls = (FONT, "name") if i == 0 else (NOTE_FONT, "note")
+            weight = ' font-weight="bold"' if b.bold and i == 0 else ""
+            out.append(f'<text class="{cls}" x="{_n(cx)}" y="{_n(y)}" font-size="{_n(size)}" '
+                       f'text-anchor="middle"{weight}>{escape(line)}</text>')
+            y += NOTE_FONT * 1.3
+        out.append("</g>")
+    return out
+
+
+def to_svg(d: Diagram, lay: Layout) -> str:
+    """The whole SVG document."""
+    w, h = _n(lay.width), _n(lay.height)
+    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">',
+            f"<title>{escape(d.name)}</title>",
+            f"<style>{STYLE}</style>",
+            '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" '
+            'orient="auto"><path d="M0 0L8 4L0 8z" fill="#5c6b80"/></marker></defs>',
+            f'<rect width="{w}" height="{h}" fill="#ffffff"/>']
+    return "\n".join(head + _fences(d, lay) + _wires(lay) + _boxes(d, lay) + ["</svg>"]) + "\n"

@@ -139,3 +139,10 @@ def attention(q, k, v, bias=None, *, scale, batch, causal=None):
     vm = v.reshape(v.shape[:batch] + (n_key, int(np.prod(value, dtype=np.int64))))
     out = np.matmul(probs.reshape(lead + (int(np.prod(query, dtype=np.int64)), n_key)), vm)
     return out.reshape(lead + query + value)
+
+
+def rotary(x, cos, sin, *, axis):
+    """Rotary position embedding: the halves x1, x2 of `x` along `axis` (size 2) become
+    x1 * cos - x2 * sin and x2 * cos + x1 * sin; `cos` and `sin` broadcast against a half."""
+    x1, x2 = np.take(x, 0, axis=axis), np.take(x, 1, axis=axis)
+    return np.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=axis)

@@ -15,7 +15,7 @@ from .eliminate_dead_nodes import EliminateDeadNodes
 from .fold_constants import FoldConstants
 from .manager import Pass, PassContext, Report, run_passes
 from .rewrite_pass import RewritePass
-from .rules import algebra, attention, batchnorm, gated_mlp, linear, residual_norm
+from .rules import algebra, attention, batchnorm, gated_mlp, linear, residual_norm, rotary
 
 PASSES: dict[str, Callable[[], Pass]] = {
     "simplify-algebra": lambda: RewritePass("simplify-algebra", "x*1, x+0, rename and transpose chains",
@@ -34,6 +34,8 @@ PASSES: dict[str, Callable[[], Pass]] = {
                                               "add_layernorm / add_rmsnorm op of two results", residual_norm.RULES),
     "fuse-gated-mlp": lambda: RewritePass("fuse-gated-mlp", "act(x @ w_gate) * (x @ w_up) -> one gated_linear op",
                                           gated_mlp.RULES),
+    "fuse-rotary": lambda: RewritePass("fuse-rotary", "stack(x1*cos - x2*sin, x2*cos + x1*sin) of unstacked halves "
+                                       "-> one rotary op", rotary.RULES),
 }
 
 CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constants", "eliminate-dead-nodes"]
@@ -41,8 +43,14 @@ CLEANUP = ["simplify-algebra", "eliminate-common-subexpressions", "fold-constant
 # opaque table the attention rule can no longer read as "causal".
 FUSIONS: list[str] = ["fuse-attention", "fuse-linear", "fold-batchnorm", "fuse-residual-norm",
                       "fuse-gated-mlp"]
+# fuse-rotary runs after assign-layouts: its op keeps x's order, so the transpose the rewrite
+# adds back to `stack`'s pair-first order meets the one assign-layouts put after the stack,
+# and simplify-algebra cancels the two. (Before it, assign-layouts, which leaves transposes
+# alone, would hand attention pair-first queries.)
+LATE_FUSIONS: list[str] = ["fuse-rotary"]
 LEVELS = {0: [], 1: CLEANUP,
-          2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + ["assign-layouts"] + CLEANUP}
+          2: ["simplify-algebra", "eliminate-common-subexpressions"] + FUSIONS + ["assign-layouts"] + LATE_FUSIONS
+          + CLEANUP}
 
 
 class UnknownPass(ValueError):

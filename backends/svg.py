@@ -3,8 +3,9 @@
 Fences (open blocks) first, outermost first, so inner ones and the boxes lie on top;
 then wires and their axis labels; then boxes. Every coordinate is absolute (no
 transforms) and printed with at most one decimal, so the geometry can be read back from
-the file (tests do) and the same diagram always gives the same bytes. Each box's `<g>`
-carries `data-group`, the fence it sits in.
+the file (tests do) and the same diagram always gives the same bytes. Each box's `<g>`,
+each wire and each label carries `data-group`, the fence it is drawn in (the HTML page's
+script closes a fence by hiding what it holds); each fence's `<g>` carries `data-parent`.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ text { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; fill: #222; 
 """
 
 
+CORNER = 6.0  # radius of a wire's turn around a row
+
+
 def _n(v: float) -> str:
     """At most one decimal, no trailing zeros: stable text for stable bytes."""
     s = f"{v:.1f}"
@@ -42,15 +46,30 @@ def _attr(text: str) -> str:
 
 
 def _path(points: list[tuple[float, float]]) -> str:
-    """Straight where y stays, a smooth S-bend (horizontal tangents) where it changes."""
-    out = [f"M{_n(points[0][0])} {_n(points[0][1])}"]
+    """Straight where x or y stays (rounded where a horizontal and a vertical stretch meet, as
+    around rows), a smooth S-bend (horizontal tangents) where both change."""
     points = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        if abs(y1 - y0) < 0.05:
-            out.append(f"H{_n(x1)}")
+    out = [f"M{_n(points[0][0])} {_n(points[0][1])}"]
+    axis = lambda a, b: "h" if abs(a[1] - b[1]) < 0.05 else "v" if abs(a[0] - b[0]) < 0.05 else ""
+    sign = lambda v: (v > 0) - (v < 0)
+    x0, y0 = points[0]
+    for i in range(1, len(points)):
+        (x1, y1), a = points[i], axis(points[i - 1], points[i])
+        nxt = points[i + 1] if i + 1 < len(points) else None
+        b = axis(points[i], nxt) if nxt else ""
+        if a and b and a != b:  # a corner: stop short of it and turn on a quarter curve
+            r = min(CORNER, abs(x1 - x0 + y1 - y0) / 2, abs(nxt[0] - x1 + nxt[1] - y1) / 2)
+            ux, uy = sign(x1 - x0), sign(y1 - y0)
+            vx, vy = sign(nxt[0] - x1), sign(nxt[1] - y1)
+            out.append(f"L{_n(x1 - r * ux)} {_n(y1 - r * uy)}Q{_n(x1)} {_n(y1)} {_n(x1 + r * vx)} {_n(y1 + r * vy)}")
+            x0, y0 = x1 + r * vx, y1 + r * vy
+            continue
+        if a:
+            out.append(f"L{_n(x1)} {_n(y1)}")
         else:
             mx = (x0 + x1) / 2
             out.append(f"C{_n(mx)} {_n(y0)} {_n(mx)} {_n(y1)} {_n(x1)} {_n(y1)}")
+        x0, y0 = x1, y1
     return "".join(out)
 
 
@@ -89,15 +108,17 @@ def _wires(lay: Layout) -> list[str]:
     out, labels = [], {}
     for p in lay.pieces:
         marker = ' marker-end="url(#arrow)"' if p.arrow else ""
-        out.append(f'<path class="wire" d="{_path(p.points)}"{marker}><title>{escape(p.title)}</title></path>')
+        out.append(f'<path class="wire" d="{_path(p.points)}" data-group="{_attr(p.group)}"{marker}>'
+                   f'<title>{escape(p.title)}</title></path>')
         if p.label:
             x, y = p.points[0]
-            labels[(_n(x + 4), _n(y - 3), p.label)] = None
+            labels.setdefault((_n(x + 4), _n(y - 3), p.label), p.group)
         if p.dst_label:
             x, y = p.points[-1]
-            labels[(_n(x - 6 - text_width(p.dst_label, LABEL_FONT)), _n(y - 3), p.dst_label)] = None
-    for x, y, text in labels:
-        out.append(f'<text class="label" x="{x}" y="{y}" font-size="{_n(LABEL_FONT)}">{escape(text)}</text>')
+            labels.setdefault((_n(x - 6 - text_width(p.dst_label, LABEL_FONT)), _n(y - 3), p.dst_label), p.group)
+    for (x, y, text), group in labels.items():
+        out.append(f'<text class="label" x="{x}" y="{y}" font-size="{_n(LABEL_FONT)}" data-group="{_attr(group)}">'
+                   f'{escape(text)}</text>')
     return out
 
 

@@ -86,10 +86,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("passes", help="list the optimisation passes", description="List the passes of each -O level.")
 
-    p = sub.add_parser("render", help="draw an architecture diagram (.svg, .dot, .mmd)",
-                       description="Draw the model's architecture: SVG drawn by archc, or DOT / Mermaid text.")
+    p = sub.add_parser("render", help="draw an architecture diagram (.svg, .html, .dot, .mmd)",
+                       description="Draw the model's architecture: SVG drawn by archc (alone, or in an HTML page "
+                                   "with search and closable blocks), or DOT / Mermaid text.")
     _common(p, weights=False)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.dot|OUT.mmd",
+    p.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.html|OUT.dot|OUT.mmd",
                    help="the format follows the extension")
     p.add_argument("--depth", type=int, default=1, metavar="N",
                    help="block levels drawn open; deeper blocks are one box each (default 1)")

@@ -1,8 +1,8 @@
-"""Regenerate docs/diagrams/*.svg: `python docs/gen_diagrams.py` (from anywhere).
+"""Regenerate docs/diagrams/: `python docs/gen_diagrams.py` (from anywhere).
 
 Each example is drawn as `archc render` draws it, with the options below (chosen so each
 reads at a glance: the transformer with its blocks open one level, the U-Net with each
-conv block closed)."""
+conv block closed), as SVG; GPT-2 also as an HTML page (search, closable blocks)."""
 from __future__ import annotations
 
 import sys
@@ -19,11 +19,14 @@ DIAGRAMS = {
     "unet": ["--depth", "0"],
     "rnn": [],
 }
+PAGES = {"gpt2": ["--depth", "2"]}  # also written as .html
 
 if __name__ == "__main__":
     out = ROOT / "docs" / "diagrams"
-    for name, options in DIAGRAMS.items():
-        code = main(["render", str(ROOT / "examples" / f"{name}.arch"), "-o", str(out / f"{name}.svg"), *options])
+    jobs = [(name, "svg", options) for name, options in DIAGRAMS.items()] + \
+        [(name, "html", options) for name, options in PAGES.items()]
+    for name, ext, options in jobs:
+        code = main(["render", str(ROOT / "examples" / f"{name}.arch"), "-o", str(out / f"{name}.{ext}"), *options])
         if code:
             sys.exit(code)
-        print(f"wrote docs/diagrams/{name}.svg")
+        print(f"wrote docs/diagrams/{name}.{ext}")

@@ -2,7 +2,8 @@
 
 The SVG's geometry is read back with xml.etree: boxes never overlap, every text's
 estimated extent (monospace, `text_width`) lies inside its box, every fence holds its boxes
-and inner fences. Repeats collapse (`× 12`), --depth and --expand change what is drawn.
+and inner fences, no stretch of wire crosses a box. Long models wrap into rows near 16:10.
+Repeats collapse (`× 12`), --depth and --expand change what is drawn.
 """
 from __future__ import annotations
 
@@ -40,6 +41,38 @@ def _overlap(a, b) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
+def wire_spans(d: str) -> list[tuple[float, float, float, float]]:
+    """The bounding box (x0, y0, x1, y1) of each stretch of an SVG path as svg.py writes it
+    (M, L, Q and C; a curve lies within the box of its end and control points)."""
+    spans, x, y = [], 0.0, 0.0
+    for cmd, args in re.findall(r"([MLQC])([^MLQC]*)", d):
+        v = [float(t) for t in args.split()]
+        if cmd == "M":
+            x, y = v
+            continue
+        xs, ys = [x] + v[0::2], [y] + v[1::2]
+        spans.append((min(xs), min(ys), max(xs), max(ys)))
+        x, y = v[-2], v[-1]
+    return spans
+
+
+def check_wires(root, rects: list) -> None:
+    """No stretch of wire passes through a box (touching its edge, where a wire starts or
+    ends, is allowed)."""
+    rects = sorted(rects)
+    for p in root.iter("{http://www.w3.org/2000/svg}path"):
+        if p.get("class") != "wire":
+            continue
+        for x0, y0, x1, y1 in wire_spans(p.get("d")):
+            for (bx, by, bw, bh), bid in rects:
+                if bx >= x1:
+                    break
+                if x0 < bx + bw - 0.5 and bx + 0.5 < x1 and y0 < by + bh - 0.5 and by + 0.5 < y1 or \
+                        (y0 == y1 and bx + 0.5 < x1 and x0 < bx + bw - 0.5 and by + 0.5 < y0 < by + bh - 0.5) or \
+                        (x0 == x1 and by + 0.5 < y1 and y0 < by + bh - 0.5 and bx + 0.5 < x0 < bx + bw - 0.5):
+                    raise AssertionError(f"a wire ({p.find('s:title', NS).text}) crosses box {bid}")
+
+
 def check_geometry(svg: str) -> dict:
     """Every rule the layout promises, read back from the file; returns the boxes by id."""
     root = ET.fromstring(svg)
@@ -59,6 +92,7 @@ def check_geometry(svg: str) -> dict:
             if b[0] >= a[0] + a[2]:
                 break
             assert not _overlap(a, b), f"boxes {ia} and {ib} overlap"
+    check_wires(root, rects)
     for i in ids:
         rect, group, el = boxes[i]
         for t in el.findall("s:text", NS):
@@ -196,3 +230,31 @@ def test_large_graph_lays_out_fast():
     elapsed = time.perf_counter() - start
     assert len(d.boxes) > 900 and svg.count('class="group"') == len(d.groups)
     assert elapsed < 2.0, f"{elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("example,args", [("gpt2", ()), ("gpt2", ("--depth", "2")), ("bert", ()),
+                                          ("resnet50", ("--depth", "0")), ("unet", ("--depth", "0"))])
+def test_long_models_wrap_into_rows(archc_inprocess, tmp_path, example, args):
+    """Each is one strip thousands of px wide; wrapped, the drawing is near 16:10."""
+    root = ET.fromstring(render(archc_inprocess, tmp_path, example, *args))
+    w, h = float(root.get("width")), float(root.get("height"))
+    assert 1.0 <= w / h <= 2.4 and w < 2500, (w, h)
+
+
+@pytest.mark.parametrize("example,args", [("gpt2", ("--depth", "2")), ("unet", ()), ("bert", ("--depth", "2"))])
+def test_wire_labels_do_not_collide(archc_inprocess, tmp_path, example, args):
+    """Labels never overlap, also those of one box's several outputs (unstack's q, k, v)."""
+    root = ET.fromstring(render(archc_inprocess, tmp_path, example, *args))
+    labels = sorted((float(t.get("x")), float(t.get("y")) - 0.8 * float(t.get("font-size")),
+                     len(t.text) * float(t.get("font-size")) * CHAR_W, float(t.get("font-size")), t.text)
+                    for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "label")
+    assert labels
+    for k, a in enumerate(labels):
+        for b in labels[k + 1:]:
+            if b[0] >= a[0] + a[2]:
+                break
+            assert not _overlap(a[:4], b[:4]), f"labels {a[4]!r} and {b[4]!r} overlap"
+    if example == "gpt2":  # unstack's three outputs, each label on a straight stretch of its own
+        xs = [x for x, _, _, _, text in labels if text == "batch, seq, heads=12, head=64"]
+        qkv = sorted(y for x, y, _, _, text in labels if x == max(xs, key=xs.count))
+        assert len(qkv) == 3 and min(b - a for a, b in zip(qkv, qkv[1:])) >= 20

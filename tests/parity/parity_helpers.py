@@ -106,18 +106,21 @@ def check_parity(case: Case, tmp_path: Path) -> dict[str, float]:
 
 def compare_with_reference(example: str, sets: Mapping[str, str], weights: Path, inputs: Mapping[str, np.ndarray],
                            want: Mapping[str, np.ndarray], tmp_path: Path, times: dict[str, float],
-                           against: str = "the reference") -> dict[str, float]:
+                           against: str = "the reference", level: int = 2) -> dict[str, float]:
     """What `archc compile --weights` and `archc run` do, through the Python API: compile
-    examples/EXAMPLE.arch bound to `weights`, run onnxruntime and the NumPy reference on
-    `inputs`; every output must be within TOL of `want` (the reference's, by output name).
-    Prints and returns the max abs errors, keyed `backend:output`."""
+    examples/EXAMPLE.arch bound to `weights` (optimised at -O`level`, the CLI's default -O2:
+    the model users get), run onnxruntime and the NumPy reference on `inputs`; every output
+    must be within TOL of `want` (the reference's, by output name). Prints and returns the
+    max abs errors, keyed `backend:output`. (-O0 is held to -O2 by tests/passes.)"""
     from archlang.backends.numpy_codegen import run_graph
     from archlang.backends.onnx_export import compile_to_file
     from archlang.compiler.diagnostics import SourceCache
     from archlang.compiler.driver import load_graph, load_params
+    from archlang.compiler.passes import optimize
 
     t = time.perf_counter()
     graph = load_graph(str(EXAMPLES / f"{example}.arch"), SourceCache(), dict(sets))
+    optimize(graph, level)
     params = load_params(graph, str(weights), seed=0)    # `--weights`: binds every tensor by name
     onnx_path = tmp_path / f"{example}.onnx"
     compile_to_file(graph, params, str(onnx_path))

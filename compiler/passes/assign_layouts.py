@@ -36,7 +36,9 @@ def _wanted_last(user: Node, v: Value) -> Optional[tuple[str, ...]]:
     op, axes = user.op, tuple(user.attrs.get("axes", ()))
     if op in ("layernorm", "rmsnorm", "softmax", "log_softmax") and user.inputs[0] is v:
         return axes
-    if op in ("contract", "linear") and user.inputs[0] is v and user.inputs[1].producer is not None \
+    if op in ("add_layernorm", "add_rmsnorm") and v in user.inputs[:2]:  # the residual sum's operands
+        return axes
+    if op in ("contract", "linear", "gated_linear") and user.inputs[0] is v and user.inputs[1].producer is not None \
             and user.inputs[1].producer.op == "param":
         return axes
     if op == "attention" and v in user.inputs[:2]:  # queries and keys: depth last, as one [.., D] view

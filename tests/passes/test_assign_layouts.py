@@ -80,3 +80,14 @@ def test_rotated_queries_take_the_standard_attention_op_with_grouped_heads():
     (attention,) = [n for n in model.graph.node if n.op_type == "Attention"]
     attrs = {a.name: a.i for a in attention.attribute if a.name.endswith("num_heads")}
     assert attrs == {"q_num_heads": 8, "kv_num_heads": 2}
+
+
+def test_vit_keeps_one_layout_through_every_fused_block():
+    """ViT's patch embedding yields [embed, batch, tokens]; after -O2 (where layer norms are
+    fused with their residual adds) the activations are transposed once, not in every layer."""
+    from conftest import EXAMPLES
+    sets = {"depth": "3", "embed": "32", "heads": "2", "height": "32", "width": "32", "classes": "10"}
+    before = load_graph(str(EXAMPLES / "vit.arch"), SourceCache(), sets)
+    after = load_graph(str(EXAMPLES / "vit.arch"), SourceCache(), sets)
+    optimize(after, 2)
+    assert onnx_transposes(before) >= 3 * 6 and onnx_transposes(after) <= 3

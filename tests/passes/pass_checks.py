@@ -2,7 +2,7 @@
 computes what the -O0 graph computes, on the NumPy evaluator and on onnxruntime."""
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 import onnx
@@ -36,3 +36,21 @@ def assert_matches(want: Mapping[str, np.ndarray], graph: Graph, params, inputs,
         for k, ref in want.items():
             assert outputs[k].shape == ref.shape and outputs[k].dtype == ref.dtype, (backend, k)
             np.testing.assert_allclose(outputs[k], ref, rtol=rtol, atol=atol, err_msg=f"{backend} output {k}")
+
+
+def reference_and_optimised(load: Callable[[], Graph], passes, sizes: Mapping[str, int], seed: int = 3):
+    """Two builds of one program: the -O0 reference run on normal inputs, and one optimised by
+    `passes` (a list of pass names, or an -O level). Returns (optimised graph, parameters,
+    inputs, the reference's outputs)."""
+    from archlang.compiler.driver import load_params
+    from archlang.compiler.passes import optimize
+    reference = load()
+    params = load_params(reference, None, seed=seed)
+    inputs = normal_inputs(reference, sizes)
+    want = run_graph(reference, params, inputs)
+    optimised = load()
+    if isinstance(passes, int):
+        optimize(optimised, passes)
+    else:
+        optimize(optimised, only=list(passes))
+    return optimised, params, inputs, want

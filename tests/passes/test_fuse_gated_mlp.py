@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from archlang.backends.numpy_codegen import run_graph
 from archlang.backends.onnx_export import to_onnx
 from archlang.compiler.diagnostics import SourceCache
-from archlang.compiler.driver import load_graph, load_params
+from archlang.compiler.driver import load_graph
 from archlang.compiler.ops import gated
 from archlang.compiler.passes import PassContext, optimize
 
-from pass_checks import assert_matches, normal_inputs
+from pass_checks import assert_matches, reference_and_optimised
 
 SOURCE = """
 axis batch, seq
@@ -68,12 +67,7 @@ def test_gated_projections_become_one_op(write_arch):
 @pytest.mark.parametrize("sizes", [{"batch": 2, "seq": 3}, {"batch": 1, "seq": 4}])
 def test_fused_graph_matches_O0_on_both_backends(write_arch, monkeypatch, sizes, concat):
     monkeypatch.setattr(gated, "ONNX_CONCAT", concat)
-    reference = _load(write_arch)
-    params = load_params(reference, None, seed=3)
-    inputs = normal_inputs(reference, sizes)
-    want = run_graph(reference, params, inputs)
-    fused = _load(write_arch)
-    optimize(fused, only=FUSE)
+    fused, params, inputs, want = reference_and_optimised(lambda: _load(write_arch), FUSE, sizes)
     model = to_onnx(fused, params)
     ops = [n.op_type for n in model.graph.node]
     # two one-output-axis pairs run as one MatMul each; the [heads, head] pair stays two

@@ -12,14 +12,13 @@ import re
 
 import pytest
 
-from archlang.backends.numpy_codegen import run_graph
 from archlang.backends.onnx_export import to_onnx
 from archlang.compiler.diagnostics import SourceCache
 from archlang.compiler.driver import load_graph, load_params
 from archlang.compiler.ir import print_graph
 from archlang.compiler.passes import PassContext, optimize
 
-from pass_checks import assert_matches, normal_inputs
+from pass_checks import assert_matches, reference_and_optimised
 
 SOURCE = """
 axis batch, seq
@@ -76,12 +75,7 @@ def test_dense_layers_become_one_linear_each(write_arch):
 
 @pytest.mark.parametrize("sizes", [{"batch": 2, "seq": 3}, {"batch": 1, "seq": 7}])
 def test_fused_graph_matches_O0_on_both_backends(write_arch, sizes):
-    reference = _load(write_arch)
-    params = load_params(reference, None, seed=3)
-    inputs = normal_inputs(reference, sizes)
-    want = run_graph(reference, params, inputs)
-    fused = _load(write_arch)
-    optimize(fused, only=["fuse-linear"])
+    fused, params, inputs, want = reference_and_optimised(lambda: _load(write_arch), ["fuse-linear"], sizes)
     assert_matches(want, fused, params, inputs)
 
 

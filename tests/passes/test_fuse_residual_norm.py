@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from archlang.backends.numpy_codegen import run_graph
 from archlang.backends.onnx_export import to_onnx
 from archlang.compiler.diagnostics import SourceCache
 from archlang.compiler.driver import load_graph, load_params
@@ -19,7 +18,7 @@ from archlang.compiler.ops import add_norm
 from archlang.compiler.passes import PassBug, PassContext, optimize
 from archlang.compiler.passes.rewrite import Op, Rule, Var, apply_rules
 
-from pass_checks import assert_matches, normal_inputs
+from pass_checks import assert_matches, reference_and_optimised
 
 SOURCE = """
 axis batch, seq
@@ -73,12 +72,7 @@ def test_sums_feeding_a_norm_become_one_op_with_two_results(write_arch):
 @pytest.mark.parametrize("sizes", [{"batch": 2, "seq": 3}, {"batch": 1, "seq": 5}])
 def test_fused_graph_matches_O0_on_both_backends(write_arch, monkeypatch, sizes, skip_ops):
     monkeypatch.setattr(add_norm, "ONNX_SKIP_NORM", skip_ops)
-    reference = _load(write_arch)
-    params = load_params(reference, None, seed=3)
-    inputs = normal_inputs(reference, sizes)
-    want = run_graph(reference, params, inputs)
-    fused = _load(write_arch)
-    optimize(fused, only=FUSE)
+    fused, params, inputs, want = reference_and_optimised(lambda: _load(write_arch), FUSE, sizes)
     model = to_onnx(fused, params)
     contrib = sorted(n.op_type for n in model.graph.node if n.domain == "com.microsoft")
     # the broadcast `x + p` keeps Add + LayerNormalization

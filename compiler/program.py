@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -37,9 +38,17 @@ def _read(path: str, sources: SourceCache, span: Optional[ast.Span]) -> str:
 
 def parse_source(text: str, file: str) -> ast.Module:
     try:
-        return parse(text, file)
+        return _parse(text, file)
     except SyntaxErrorReport as e:
         raise CompileError(Diagnostic(e.message, e.span, help=e.help)) from None
+
+
+@lru_cache(maxsize=32)
+def _parse(text: str, file: str) -> ast.Module:
+    # The AST is immutable (frozen dataclasses of tuples), so a file parsed once serves every
+    # later compile in the process: the standard library is read by most models, and tools
+    # that compile many models in one process (the fuzzer, a notebook) stop re-parsing it.
+    return parse(text, file)
 
 
 def stdlib_path(name: str) -> Optional[str]:

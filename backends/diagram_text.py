@@ -39,17 +39,27 @@ def to_dot(d: Diagram) -> str:
         for b in boxes.get(parent, []):
             lines.append(indent + _dot_box(b))
         for g in groups.get(parent, []):
-            title = g.title + (f"  {g.badge}" if g.badge else "")
+            title = _title(g)
             lines.append(f"{indent}subgraph {_q('cluster_' + g.id)} {{")
             lines.append(f"{indent}  label={_q(title)}; style=dashed;")
             emit(g.id, indent + "  ")
             lines.append(f"{indent}}}")
     emit("", "  ")
     for w in d.wires:
-        label = w.label + (f" → {w.dst_label}" if w.dst_label else "")
+        label = _wire_label(w)
         lines.append(f"  {_q(w.src)} -> {_q(w.dst)} [label={_q(label)}, tooltip={_q(w.type)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _title(g) -> str:
+    """A block's title with its repeat badge (`× 12`)."""
+    return g.title + (f"  {g.badge}" if g.badge else "")
+
+
+def _wire_label(w) -> str:
+    """A wire's axes, and the renames met on the way."""
+    return w.label + (f" → {w.dst_label}" if w.dst_label else "")
 
 
 def _m(text: str) -> str:
@@ -72,13 +82,13 @@ def to_mermaid(d: Diagram) -> str:
             shape = {"input": ("([", "])"), "output": ("([", "])"), "block": ("[[", "]]")}.get(b.kind, ("[", "]"))
             lines.append(f"{indent}{b.id}{shape[0]}{_m(text)}{shape[1]}")
         for g in groups.get(parent, []):
-            title = g.title + (f"  {g.badge}" if g.badge else "")
+            title = _title(g)
             lines.append(f"{indent}subgraph {_gid(g.id)} [{_m(title)}]")
             emit(g.id, indent + "  ")
             lines.append(f"{indent}end")
     emit("", "  ")
     for w in d.wires:
-        label = w.label + (f" → {w.dst_label}" if w.dst_label else "")
+        label = _wire_label(w)
         lines.append(f"  {w.src} -->|{_m(label)}| {w.dst}")
     bold = [b.id for b in d.boxes if b.bold]
     if bold:

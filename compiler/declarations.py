@@ -12,11 +12,12 @@ import numpy as np
 
 from archlang.grammar import ast
 
+from . import stored_names
 from .axes import Axis, Size, TensorType
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error
 from .ir import ParamSpec, Value
 from .ops.registry import numpy_dtype
-from .values import INITIALIZERS, MAX_STATIC_INT, Env, Weak, format_layout
+from .values import INITIALIZERS, MAX_STATIC_INT, Env, Weak, format_layout, snake
 
 
 class Declarations:
@@ -27,11 +28,13 @@ class Declarations:
                 self.declare_axis(d, self.env, override=self.overrides.get(d.name))
                 continue
             if d.name in self.overrides:
-                self.consts[d.name] = self._parse_override(d.name, self.overrides[d.name], d.span)
+                text = self.overrides[d.name].strip()
+                self.consts[d.name] = (text == "true") if text in ("true", "false") else \
+                    self._parse_override(d.name, text, d.span)
                 continue
             w = self.expr(d.value)
             if not isinstance(w, Weak) or w.static is None:
-                raise error(f"constant `{d.name}` must be a number", d.value.span)
+                raise error(f"constant `{d.name}` must be a number or true/false", d.value.span)
             self.consts[d.name] = w.static
 
     def _parse_override(self, name: str, text: str, span) -> Union[int, float]:
@@ -127,7 +130,8 @@ class Declarations:
         return TensorType(t.dtype, tuple(axes))
 
     def param(self, stmt: ast.ParamStmt) -> Value:
-        full = ".".join(self.scope.path + (stmt.name,))
+        stored = self._stored_name(stmt)
+        full = ".".join(self.scope.prefix + (stored or stmt.name,))
         axes = []
         for name in stmt.axes:
             ax = self.axis(name, stmt.span)
@@ -150,8 +154,11 @@ class Declarations:
                 return self.emit("param", [], {"name": full, "type": v.type}, stmt.span)[0]
             first_call = self.param_calls.get(full)
             here = self.call_spans[-1] if self.call_spans else stmt.span
-            instance = ".".join(self.scope.path) or "the model"
-            if first_call is not None and self.call_spans:
+            instance = ".".join(self.scope.prefix) or "the model"
+            unprefixed = self._unprefixed_clash(full, stmt)
+            if unprefixed is not None:
+                diag = unprefixed
+            elif first_call is not None and self.call_spans:
                 diag = Diagnostic(f"a second call is also named `{instance}`, so parameter `{full}` would be "
                                   "declared twice", here,
                                   help=f"name each call with `as`, as in `... as {self.scope.path[-1]}_2`")
@@ -166,17 +173,58 @@ class Declarations:
             raise error(f"parameters would reach {self.n_params:,} elements, over the budget of {self.max_params:,}",
                         stmt.span, "raise it with `--max-params N` if the machine can hold them")
         init = self.param_init(stmt, t)
-        source = ".".join(self.scope.path + (stmt.source.name,)) if stmt.source else full
+        source = ".".join(self.scope.prefix + (stmt.source.name,)) if stmt.source and not stored else full
         if stmt.source and "{i}" in stmt.source.name:
             source = stmt.source.name.replace("{i}", str(self.scope.repeat[-1][1] if self.scope.repeat else 0))
         layout = self.param_layout(stmt, t)
         self.root.params[full] = ParamSpec(full, t, init, stmt.span, source, layout)
         if self.call_spans:
             self.param_calls[full] = self.call_spans[-1]
+        self.param_origins[full] = (self.scope, tuple(self.call_spans))
         v = self.emit("param", [], {"name": full, "type": t}, stmt.span)[0]
         v.hint = full
         self.param_values[full] = (self.graph, v)
         return v
+
+    def _stored_name(self, stmt: ast.ParamStmt) -> Optional[str]:
+        """A `from` name made from constants (`"weight_ih_l{layer}"`), which then also names the
+        parameter (compiler/stored_names.py); None for a plain one."""
+        if stmt.source is None or not stored_names.is_templated(stmt.source.name):
+            return None
+
+        def constant(n: str):
+            local = self.env.values.get(n)
+            return local.static if isinstance(local, Weak) else self.consts.get(n) if local is None else None
+        known = [n for n, v in self.env.values.items() if isinstance(v, Weak)] + list(self.consts)
+        return stored_names.interpolate(stmt.source.name, constant, known, stmt.source.span)
+
+    def _unprefixed_clash(self, full: str, stmt: ast.ParamStmt) -> Optional[Diagnostic]:
+        """Two parameters of one name, met because a call `as ""` gave one of them no prefix of
+        its own: blame that call (the outermost such call past where the two paths part)."""
+        if full not in self.param_origins:
+            return None
+        old_scope, old_calls = self.param_origins[full]
+        new_scope, new_calls = self.scope, tuple(self.call_spans)
+        common = 0
+        while (common < min(len(old_calls), len(new_calls)) and old_calls[common] == new_calls[common]
+               and old_scope.path[common] == new_scope.path[common]):
+            common += 1
+        first = self.root.params[full].span
+        for scope, calls, other in ((new_scope, new_calls, old_calls), (old_scope, old_calls, new_calls)):
+            depth = min((d for d in scope.unprefixed if common <= d < len(calls)), default=None)
+            if depth is None:
+                continue
+            block = scope.block[depth]
+            diag = Diagnostic(f"parameter `{full}` is declared twice: `{block}` is called with `as \"\"`, so its "
+                              "parameters are named as if declared by its caller", calls[depth],
+                              help=f"rename one of them, or name the call (`as {snake(block)}`) to prefix its "
+                                   "parameters")
+            if first == stmt.span and depth < len(other):  # one block called twice
+                diag.help = (f"name each call (`as {snake(block)}_1`, `as {snake(block)}_2`) to give each its own "
+                             "parameters")
+                return diag.note("the other call is here", other[depth])
+            return diag.note("first declared here", first).note("and again here", stmt.span)
+        return None
 
     def param_init(self, stmt: ast.ParamStmt, t: TensorType) -> tuple[str, tuple, dict]:
         if stmt.init is None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import networkx as nx
 import numpy as np
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 from archlang.grammar.ast import Span
 
@@ -36,12 +38,19 @@ class Scope:
     path: tuple[str, ...] = ()
     block: tuple[str, ...] = ()  # block names along the path
     repeat: tuple[tuple[str, int, int], ...] = ()  # (repeat group name, index, count)
+    unprefixed: tuple[int, ...] = ()  # depths of calls `as ""`: in the path, not in parameter names
 
-    def child(self, instance: str, block: str) -> "Scope":
-        return Scope(self.path + (instance,) if instance else self.path, self.block + (block,), self.repeat)
+    def child(self, instance: str, block: str, prefixed: bool = True) -> "Scope":
+        depth = () if prefixed else (len(self.path),)
+        return Scope(self.path + (instance,), self.block + (block,), self.repeat, self.unprefixed + depth)
 
     def in_repeat(self, group: str, index: int, count: int) -> "Scope":
-        return Scope(self.path, self.block, self.repeat + ((group, index, count),))
+        return Scope(self.path, self.block, self.repeat + ((group, index, count),), self.unprefixed)
+
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        """What the parameters declared here are named under: the path less unprefixed calls."""
+        return tuple(p for d, p in enumerate(self.path) if d not in self.unprefixed)
 
     def __str__(self) -> str:
         return ".".join(self.path)
@@ -100,10 +109,11 @@ class Graph:
         self.inputs.append((name, v))
         return v
 
-    # ---- graph algorithms (networkx) ----
+    # ---- graph algorithms (networkx, imported where used: it costs ~0.3 s, and compiles rarely need it) ----
 
-    def to_networkx(self) -> nx.DiGraph:
+    def to_networkx(self) -> "nx.DiGraph":
         """Nodes are Node objects; an edge u -> v means v consumes an output of u."""
+        import networkx as nx
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for n in self.nodes:
@@ -114,11 +124,13 @@ class Graph:
 
     def toposort(self) -> None:
         """Reorder nodes topologically, stable with respect to the current order."""
+        import networkx as nx
         order = {n: i for i, n in enumerate(self.nodes)}
         self.nodes = list(nx.lexicographical_topological_sort(self.to_networkx(), key=lambda n: order[n]))
 
     def live_nodes(self) -> set[Node]:
         """Nodes that some graph output depends on."""
+        import networkx as nx
         g = self.to_networkx()
         live: set[Node] = set()
         for _, v in self.outputs:

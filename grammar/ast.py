@@ -130,7 +130,16 @@ class Return:
     span: Span
 
 
-Stmt = Union[ParamStmt, AxisDecl, Assign, Return]
+@dataclass(frozen=True)
+class If:
+    """`if cond { ... } else { ... }`: one branch's statements run, chosen at compile time."""
+    condition: "Expr"
+    then: tuple["Stmt", ...]
+    otherwise: tuple["Stmt", ...]
+    span: Span
+
+
+Stmt = Union[ParamStmt, AxisDecl, Assign, Return, If]
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,13 @@ class Over:
 
 
 @dataclass(frozen=True)
+class Tuple:
+    """`(2, 1)` as a keyword's value: one item per axis (items may be pairs, per side)."""
+    items: tuple[Union["Expr", "Tuple"], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Keyword:
     name: str
     value: "Expr"
@@ -243,6 +259,7 @@ class Call:
     instance: Optional[str]
     span: Span
     name_span: Optional[Span] = None
+    instance_span: Optional[Span] = None  # the `as` name (with its quotes), for errors inside it
 
 
 @dataclass(frozen=True)

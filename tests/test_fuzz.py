@@ -1112,11 +1112,13 @@ class _Template:
         ks = self.rint(1, 3)
         self.body.append(f"axis {k} = {ks}, {feat} = {self.rint(1, 3)}")
         inst = self.fresh("conv")
-        kind = self.choice(["Conv2dSame", "Conv2dSameNoBias", "DepthwiseConv2d", "BatchNorm2d", "Conv2d",
+        kind = self.choice(["Conv2d same", "Conv2d same, no bias", "DepthwiseConv2d", "BatchNorm2d", "Conv2d",
                             "ConvTranspose2d"])
         same = lambda out: T("f32", tuple({"chan": out}.get(x, x) for x in a[1].axes))  # noqa: E731
-        if kind in ("Conv2dSame", "Conv2dSameNoBias"):
-            return f"{kind}[chan, {feat}, {k}, height, width]({a[0]}) as {inst}", same(feat)
+        if kind in ("Conv2d same", "Conv2d same, no bias"):  # stdlib Conv2d keeping the size
+            bias = ", bias=false" if kind.endswith("no bias") else ""
+            return f"Conv2d[chan, {feat}, {k}, height, width, height, width, padding=same{bias}]({a[0]}) as {inst}", \
+                same(feat)
         if kind == "DepthwiseConv2d":
             return f"DepthwiseConv2d[chan, {k}, height, width]({a[0]}) as {inst}", same("chan")
         if kind == "BatchNorm2d":

@@ -1,4 +1,4 @@
-"""Convolution, pooling and resampling over named spatial axes.
+"""Convolution over named spatial axes.
 
     conv(x, W, b, stride=2, padding=1 over (h, w) -> (oh, ow))
 
@@ -9,197 +9,66 @@ layout, as in PyTorch and ONNX: `conv` takes W = [out, in_per_group, *kernel] an
 with the channel axis replaced by the weight's output axis and each spatial axis by its
 target; every other axis (batch, time, ...) is a batch axis and passes through.
 
-An output axis already declared must have the computed size (the error names both
-sizes); an undeclared one is declared by the call, in the current scope.
+`stride`, `dilation` and `padding` take one number for every axis or a tuple with one per
+axis (`stride=(2, 1)`); a padding item may be a pair, (before, after), for asymmetric
+padding. `padding=same` keeps ceil(size / stride) positions as TensorFlow does, the odd
+unit of padding going at the end; `padding=valid` is no padding.
 
-Lowering: NumPy kernels (backends/numpy_runtime_conv.py) take the channel and spatial
-axes last; ONNX takes NCHW, so x is transposed (when its layout differs) and its batch
-axes are merged into one with a Reshape (when there are none or several), then split
-and transposed back. Any number of batch axes is allowed.
+An output axis already declared must have the computed size (the error names both
+sizes); an undeclared one is declared by the call, in the current scope. Lowering:
+compiler/ops/conv_common.py.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
-
-import numpy as np
+from typing import Any
 
 from archlang.grammar import ast as A
 
 from ..axes import FLOAT_DTYPES, Axis, Size, TensorType
-from ..diagnostics import CompileError, Diagnostic, did_you_mean, error
-from .registry import OpDef, register, require_axes, same_dtype, whole_number
+from ..diagnostics import error
+from .conv_common import (check_targets, lower_numpy, lower_onnx, onnx_pads, parse_call, per_axis, replace_axes,
+                          spatial_sizes, target_axes, whole, word)
+from .registry import OpDef, macs_over, register, require_axes, same_dtype, whole_number
 
-# ---- reading the surface call --------------------------------------------------
-
-
-def _parse(b, call, op: "OpDef", n_tensors: tuple[int, int]):
-    """Tensor arguments, keywords by name (checked against the op's), and the `over` clause."""
-    kws: dict[str, A.Keyword] = {}
-    for a in call.args:
-        if isinstance(a, A.Keyword):
-            if a.name not in op.keywords:
-                raise error(f"`{op.name}` takes no keyword `{a.name}`", a.span,
-                            did_you_mean(a.name, op.keywords) or f"its keywords are {', '.join(op.keywords)}")
-            if a.name in kws:
-                raise error(f"keyword `{a.name}` is given twice", a.span)
-            kws[a.name] = a
-    tensors = [a for a in call.args if not isinstance(a, A.Keyword)]
-    lo, hi = n_tensors
-    if not lo <= len(tensors) <= hi:
-        raise error(f"`{op.name}` takes {lo if lo == hi else f'{lo} or {hi}'} tensor argument(s), "
-                    f"not {len(tensors)}", call.span, f"as in `{op.example.split('= ', 1)[1]}`")
-    over = call.over
-    if over is None or over.target is None:
-        raise error(f"`{op.name}` needs `over` its spatial axes and the axes they become", call.span,
-                    f"write it last in the call, as in `{op.example.split('= ', 1)[1]}`")
-    if len(over.axes) != len(over.target):
-        raise error(f"`over` maps {len(over.axes)} axis(es) to {len(over.target)}; "
-                    f"each spatial axis needs one target", over.span)
-    if not 1 <= len(over.axes) <= 3:
-        raise error(f"`{op.name}` works over 1, 2 or 3 spatial axes, not {len(over.axes)}", over.span)
-    for names in (over.axes, over.target):
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup:
-            raise error(f"axis `{dup}` appears twice in `over`", over.span)
-    values = [b.tensor(t) for t in tensors]
-    require_axes(values[0].type, over.axes, f"the input of `{op.name}`", over.span)
-    for s in over.axes:
-        size = values[0].type.axis(s).size
-        if not size.is_static:
-            what = "symbolic (set at run time)" if size == Size.of(s) else f"{size}"
-            raise error(f"`{op.name}` needs a fixed size for the spatial axis `{s}`, but `{s}` is {what}",
-                        over.span, f"declare it with a size, as in `axis {s} = 32`")
-    return values, kws, over
-
-
-def _word(b, value) -> Any:
-    """A keyword value: a string (`mode="linear"`), or a bare word that names no value or
-    constant (`mode=linear`, `padding=same`), else a compile-time number."""
-    if isinstance(value, A.Var) and value.name not in b.env.values and value.name not in b.consts \
-            and value.name not in b.env.axes:
-        return value.name
-    return b.static(value)
-
-
-def _whole(b, kws, name: str, default: int, minimum: int) -> int:
-    kw = kws.get(name)
-    if kw is None:
-        return default
-    return whole_number(b.static(kw.value), name, minimum, kw.value.span)
-
-
-def _padding(b, kws, extents: list[int], stride: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    """`padding=p` on both sides of each axis, or `same` (stride 1: output size = input size,
-    the odd unit of an even kernel going at the end, as PyTorch does)."""
+def _padding(b, kws, extents: list[int], stride: tuple[int, ...], ns: list[int],
+             axes: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """(before, after) for each spatial axis, from `padding=`: a number for every side, a tuple
+    with an item per axis (a number, or a pair (before, after)), `valid` (none), or `same`:
+    ceil(size / stride) positions out, as TensorFlow defines it, the odd unit of padding at the
+    end (with stride 1 the size is kept, as PyTorch's `padding="same"`)."""
     kw = kws.get("padding")
-    v = _word(b, kw.value) if kw is not None else 0
+    if kw is None:
+        return ((0, 0),) * len(axes)
+    span = kw.value.span
+    v = word(b, kw.value)
+    if v == "valid":
+        return ((0, 0),) * len(axes)
     if v == "same":
-        if any(s != 1 for s in stride):
-            raise error("`padding=same` needs stride 1", kw.span)
-        return tuple(((e - 1) // 2, (e - 1) - (e - 1) // 2) for e in extents)
+        out = []
+        for n, e, s in zip(ns, extents, stride):
+            total = max((-(-n // s) - 1) * s + e - n, 0)
+            out.append((total // 2, total - total // 2))
+        return tuple(out)
     if isinstance(v, str):
-        raise error(f"`padding` must be a whole number or `same`, not `{v}`", kw.value.span)
-    p = _whole(b, kws, "padding", 0, 0)
-    return tuple((p, p) for _ in extents)
-
-
-def _targets(b, op: str, over, sizes: list[int], detail: Callable[[int], str]) -> tuple[Axis, ...]:
-    """The output axes: declared ones are checked, new ones declared in the current scope."""
+        raise error(f"`padding` must be a whole number, a tuple, `same` or `valid`, not `{v}`", span)
+    if not isinstance(v, tuple):
+        p = whole_number(v, "padding", 0, span)
+        return ((p, p),) * len(axes)
+    items = (v,) if len(axes) == 1 and len(v) == 2 and not any(isinstance(x, tuple) for x in v) else v
+    if len(items) != len(axes):
+        raise error(f"`padding` gives {len(items)} items, but there {'is' if len(axes) == 1 else 'are'} "
+                    f"{len(axes)} spatial axes ({', '.join(axes)})", span,
+                    "give one item per axis: a number for both sides, or a pair (before, after)")
     out = []
-    for i, (src, name, n) in enumerate(zip(over.axes, over.target, sizes)):
-        if n < 1:
-            raise error(f"`{op}` over `{src}` leaves nothing: {detail(i)} gives size {n}", over.span)
-        if name in b.env.values:
-            raise error(f"`{name}` is a value here; the output axis needs another name", over.span)
-        if name in b.env.axes:
-            ax = b.env.axes[name]
-            if ax.size != Size.of(n):
-                diag = Diagnostic(f"axis `{name}` is {ax.size}, but `{op}` over `{src}` gives {n} "
-                                  f"({detail(i)})", over.span)
-                if b.env.axis_spans.get(name) is not None:
-                    diag.note(f"`{name}` declared here", b.env.axis_spans[name])
-                raise CompileError(diag)
+    for item in items:
+        if isinstance(item, tuple):
+            if len(item) != 2 or any(isinstance(x, tuple) for x in item):
+                raise error(f"a padding item is a number or a pair (before, after), not {item}", span)
+            out.append(tuple(whole_number(x, "padding", 0, span) for x in item))
         else:
-            ax = Axis(name, Size.of(n))
-            b.env.axes[name] = ax
-            b.env.axis_spans[name] = over.span
-        out.append(ax)
+            p = whole_number(item, "padding", 0, span)
+            out.append((p, p))
     return tuple(out)
-
-
-def _check_targets(op: str, x: TensorType, attrs, sizes: list[int], span) -> dict[str, Axis]:
-    mapping = {}
-    for s, t, n in zip(attrs["spatial"], attrs["targets"], sizes):
-        if t.size != Size.of(n):
-            raise error(f"axis `{t.name}` is {t.size}, but `{op}` over `{s}` gives {n}", span)
-        mapping[s] = t
-    return mapping
-
-
-def _replace(x: TensorType, mapping: dict[str, Axis], op: str, span) -> TensorType:
-    axes = tuple(mapping.get(a.name, a) for a in x.axes)
-    names = [a.name for a in axes]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup:
-        raise error(f"the result of `{op}` would have two axes named `{dup}`", span,
-                    "name the output axes apart from the input's other axes")
-    return x.with_axes(axes)
-
-
-def _spatial_sizes(op: str, x: TensorType, attrs, span) -> list[int]:
-    require_axes(x, attrs["spatial"], f"the input of `{op}`", span)
-    sizes = [x.axis(s).size.value for s in attrs["spatial"]]
-    if None in sizes:
-        raise error(f"`{op}` needs fixed sizes for its spatial axes", span)
-    return sizes
-
-
-# ---- layouts for the kernels ---------------------------------------------------
-
-
-def _layout(node, channel: Optional[str]) -> tuple[list[str], list[str]]:
-    """Input order [*batch, (channel), *spatial] and the matching output order."""
-    x, y = node.inputs[0].type, node.outputs[0].type
-    inner = ([channel] if channel else []) + list(node.attrs["spatial"])
-    order = [n for n in x.names if n not in inner] + inner
-    return order, [y.names[x.position(n)] for n in order]
-
-
-def _reorder(em, h, names: list[str], y: TensorType):
-    """A handle laid out as `names` (y's axes) transposed to y's order."""
-    return em.align(h, y.with_axes(y.axis(n) for n in names), y.names)
-
-
-def _lower_numpy(e, node, ins, channel, fn: str, **kw):
-    order, out_order = _layout(node, channel)
-    x = e.align(ins[0], node.inputs[0].type, order)
-    return [_reorder(e, e.call(fn, x, *ins[1:], **kw), out_order, node.outputs[0].type)]
-
-
-def _lower_onnx(g, node, ins, channel, op_type: str, extra_inputs: list[str], **attrs):
-    """Transpose to [*batch, (C), *spatial], make it [N, C, *spatial], run, and undo."""
-    order, out_order = _layout(node, channel)
-    x_t, y_t = node.inputs[0].type, node.outputs[0].type
-    x = g.align(ins[0], x_t, order)
-    n_inner = len(node.attrs["spatial"]) + (1 if channel else 0)
-    lead = len(order) - n_inner
-    merge = lead != (1 if channel else 2)
-    if merge:
-        inner = [x_t.axis(n) for n in order[lead:]]
-        prefix = [-1] if channel else [-1, 1]
-        if all(a.size.is_static for a in inner):
-            shape = g.const_i64(prefix + [a.size.value for a in inner])
-        else:
-            shape = g.node("Concat", [g.const_i64(prefix), g.shape(inner)], axis=0)
-        x = g.node("Reshape", [x, shape])
-    y = g.node(op_type, [x] + extra_inputs, **attrs)
-    if merge:
-        y = g.node("Reshape", [y, g.shape([y_t.axis(n) for n in out_order])], allowzero=1)
-    return [_reorder(g, y, out_order, y_t)]
-
-
-def _onnx_pads(pads) -> list[int]:
-    return [p[0] for p in pads] + [p[1] for p in pads]
 
 
 # ---- convolution ----------------------------------------------------------------
@@ -210,7 +79,7 @@ class _ConvBase(OpDef):
     transposed = False
 
     def build(self, b, call):
-        ins, kws, over = _parse(b, call, self, (2, 3))
+        ins, kws, over = parse_call(b, call, self, (2, 3))
         x, w = ins[0].type, ins[1].type
         nd = len(over.axes)
         if len(w.axes) != nd + 2:
@@ -222,20 +91,23 @@ class _ConvBase(OpDef):
         if None in kernel:
             raise error(f"the kernel axes of `{self.name}` need fixed sizes: {w.describe()}", call.args[1].span)
         channel = self._channel(x, w, kws, call.span)
-        stride = (_whole(b, kws, "stride", 1, 1),) * nd
-        dilation = (_whole(b, kws, "dilation", 1, 1),) * nd
+        stride = per_axis(b, kws, "stride", 1, 1, over.axes)
+        dilation = per_axis(b, kws, "dilation", 1, 1, over.axes)
         extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        ns = [x.axis(s).size.value for s in over.axes]
+        if self.transposed and "padding" in kws and word(b, kws["padding"].value) == "same":
+            raise error("`conv_transpose` takes no `padding=same`", kws["padding"].span,
+                        "give the padding as numbers; the output size is s (n - 1) + k - padding")
         attrs: dict[str, Any] = dict(channel=channel, spatial=over.axes, stride=stride, dilation=dilation,
-                                     pads=_padding(b, kws, extents, stride) if not self.transposed
-                                     else tuple((p, p) for p in [_whole(b, kws, "padding", 0, 0)] * nd))
+                                     pads=_padding(b, kws, extents, stride, ns, over.axes))
         attrs["groups"] = self._groups(b, x, w, channel, kws, call.span)
         if self.transposed:
-            op = _whole(b, kws, "output_padding", 0, 0)
-            if op >= max(stride[0], dilation[0]):
-                raise error(f"`output_padding` must be smaller than the stride or the dilation, not {op}",
-                            kws["output_padding"].span)
-            attrs["output_padding"] = (op,) * nd
-        ns = [x.axis(s).size.value for s in over.axes]
+            opad = per_axis(b, kws, "output_padding", 0, 0, over.axes)
+            for o, s, d in zip(opad, stride, dilation):
+                if o >= max(s, d):
+                    raise error(f"`output_padding` must be smaller than the stride or the dilation, not {o}",
+                                kws["output_padding"].span)
+            attrs["output_padding"] = opad
         sizes = self.out_sizes(ns, kernel, attrs)
 
         def detail(i):
@@ -243,7 +115,7 @@ class _ConvBase(OpDef):
             return (f"`{over.axes[i]}` is {ns[i]}, kernel {kernel[i]}, stride {stride[i]}, padding "
                     f"{pad[0] if pad[0] == pad[1] else f'{pad[0]}+{pad[1]}'}, dilation {dilation[i]}"
                     + (f", output_padding {attrs['output_padding'][i]}" if self.transposed else ""))
-        attrs["targets"] = _targets(b, self.name, over, sizes, detail)
+        attrs["targets"] = target_axes(b, self.name, over, sizes, detail)
         return b.emit(self.name, ins, attrs, call.span)
 
     def _channel(self, x: TensorType, w: TensorType, kws, span) -> str:
@@ -266,14 +138,14 @@ class _ConvBase(OpDef):
     def _groups(self, b, x: TensorType, w: TensorType, channel: str, kws, span) -> int:
         c = x.axis(channel).size
         if self.transposed:
-            return _whole(b, kws, "groups", 1, 1)
+            return whole(b, kws, "groups", 1, 1)
         per = w.axes[1].size
         g = c.divide(per)
         if g is None or g.value is None:
             raise error(f"the input's `{channel}` ({c}) is not a multiple of the weight's `{w.names[1]}` ({per}), "
                         "its input channels per group", span)
-        if "groups" in kws and _whole(b, kws, "groups", 1, 1) != g.value:
-            raise error(f"groups={_whole(b, kws, 'groups', 1, 1)} does not fit: `{channel}` is {c} and the "
+        if "groups" in kws and whole(b, kws, "groups", 1, 1) != g.value:
+            raise error(f"groups={whole(b, kws, 'groups', 1, 1)} does not fit: `{channel}` is {c} and the "
                         f"weight's `{w.names[1]}` is {per}, which makes {g.value} group(s)", kws["groups"].span)
         return g.value
 
@@ -286,31 +158,31 @@ class _ConvBase(OpDef):
             raise error(f"`{self.name}` needs floating-point operands, not {dtype}", span)
         channel, groups = attrs["channel"], attrs["groups"]
         require_axes(x, [channel], f"the input of `{self.name}`", span)
-        ns = _spatial_sizes(self.name, x, attrs, span)
+        ns = spatial_sizes(self.name, x, attrs, span)
         if len(w.axes) != len(ns) + 2 or any(a.size.value is None for a in w.axes[2:]):
             raise error(f"the weight of `{self.name}` must be [{'in, out' if self.transposed else 'out, in'}, "
                         f"kernel...] with fixed kernel sizes, not {w.describe()}", span)
         out = self._out_channel(x.axis(channel), w, groups, span)
         sizes = self.out_sizes(ns, [a.size.value for a in w.axes[2:]], attrs)
-        mapping = _check_targets(self.name, x, attrs, sizes, span)
+        mapping = check_targets(self.name, x, attrs, sizes, span)
         if len(ins) == 3 and (ins[2].names != (out.name,) or ins[2].axes[0].size != out.size):
             raise error(f"the bias of `{self.name}` must carry exactly the output channel axis `{out.name}`, "
                         f"but is {ins[2].describe()}", span)
-        return [_replace(x, {channel: out, **mapping}, self.name, span)]
+        return [replace_axes(x, {channel: out, **mapping}, self.name, span)]
 
     def numpy(self, e, node, ins):
         a = node.attrs
         bias = ins[2] if len(ins) == 3 else None
         extra = dict(output_padding=a["output_padding"]) if self.transposed else {}
-        return _lower_numpy(e, node, [ins[0], ins[1], bias], a["channel"], self.kernel_fn, stride=a["stride"],
+        return lower_numpy(e, node, [ins[0], ins[1], bias], a["channel"], self.kernel_fn, stride=a["stride"],
                             pads=a["pads"], **extra, dilation=a["dilation"], groups=a["groups"])
 
     def onnx(self, g, node, ins):
         a = node.attrs
         w = node.inputs[1].type
         extra = dict(output_padding=list(a["output_padding"])) if self.transposed else {}
-        return _lower_onnx(g, node, ins, a["channel"], self.onnx_op, ins[1:], strides=list(a["stride"]),
-                           pads=_onnx_pads(a["pads"]), dilations=list(a["dilation"]), group=a["groups"],
+        return lower_onnx(g, node, ins, a["channel"], self.onnx_op, ins[1:], strides=list(a["stride"]),
+                           pads=onnx_pads(a["pads"]), dilations=list(a["dilation"]), group=a["groups"],
                            kernel_shape=[s.size.value for s in w.axes[2:]], **extra)
 
 
@@ -318,10 +190,15 @@ class _ConvBase(OpDef):
 class Conv(_ConvBase):
     name = "conv"
     summary = ("N-d convolution over named spatial axes (PyTorch/ONNX Conv); W = [out, in_per_group, *kernel], "
-               "keywords stride, padding (a number or `same`), dilation, groups (inferred), channels")
+               "keywords stride, padding (a number, per axis `(1, 2)`, per side `((0, 1), (1, 1))`, `same` as "
+               "TensorFlow's, `valid`), dilation (stride and dilation per axis too), groups (inferred), channels")
     example = "y = conv(x, weight, bias, stride=2, padding=1 over (h, w) -> (oh, ow))"
     keywords = ("stride", "padding", "dilation", "groups", "channels")
     kernel_fn, onnx_op = "conv_nd", "Conv"
+
+    def macs(self, node):
+        # one multiply-accumulate per output element, per input channel of its group, per tap
+        return macs_over(node.outputs[0].type, node.inputs[1].type)
 
     def _out_channel(self, c: Axis, w: TensorType, groups: int, span) -> Axis:
         if c.size != w.axes[1].size * Size.of(groups):
@@ -348,6 +225,10 @@ class ConvTranspose(_ConvBase):
     kernel_fn, onnx_op = "conv_transpose_nd", "ConvTranspose"
     transposed = True
 
+    def macs(self, node):
+        # each input element meets every tap of its group's output channels
+        return macs_over(node.inputs[0].type, node.inputs[1].type)
+
     def _out_channel(self, c: Axis, w: TensorType, groups: int, span) -> Axis:
         if c.size != w.axes[0].size:
             raise error(f"the input's `{c.name}` is {c.size}, but the weight's input axis `{w.names[0]}` is "
@@ -366,135 +247,3 @@ class ConvTranspose(_ConvBase):
         return [s * (n - 1) + d * (k - 1) + 1 + o - p[0] - p[1]
                 for n, k, s, p, d, o in zip(ns, kernel, attrs["stride"], attrs["pads"], attrs["dilation"],
                                             attrs["output_padding"])]
-
-
-# ---- pooling ----------------------------------------------------------------------
-
-
-class _Pool(OpDef):
-    keywords: tuple[str, ...] = ("kernel", "stride", "padding")
-
-    def build(self, b, call):
-        ins, kws, over = _parse(b, call, self, (1, 1))
-        nd = len(over.axes)
-        if "kernel" not in kws:
-            raise error(f"`{self.name}` needs `kernel=`", call.span, f"as in `{self.example.split('= ', 1)[1]}`")
-        k = _whole(b, kws, "kernel", 1, 1)
-        s = _whole(b, kws, "stride", k, 1)  # PyTorch: the stride defaults to the kernel size
-        p = _whole(b, kws, "padding", 0, 0)
-        if p > k // 2:
-            raise error(f"`padding` may be at most half the kernel ({k // 2}), not {p}", kws["padding"].span,
-                        "a wider pad would make windows of padding only")
-        attrs: dict[str, Any] = dict(spatial=over.axes, kernel=(k,) * nd, stride=(s,) * nd, pads=((p, p),) * nd)
-        if "count_include_pad" in self.keywords:
-            attrs["count_include_pad"] = _whole(b, kws, "count_include_pad", 1, 0) != 0
-        ns = [ins[0].type.axis(a).size.value for a in over.axes]
-
-        def detail(i):
-            return f"`{over.axes[i]}` is {ns[i]}, kernel {k}, stride {s}, padding {p}"
-        attrs["targets"] = _targets(b, self.name, over, self.out_sizes(ns, attrs), detail)
-        return b.emit(self.name, ins, attrs, call.span)
-
-    @staticmethod
-    def out_sizes(ns, attrs):
-        return [(n + p[0] + p[1] - k) // s + 1
-                for n, k, s, p in zip(ns, attrs["kernel"], attrs["stride"], attrs["pads"])]
-
-    def infer(self, ins, attrs, span):
-        if len(ins) != 1:
-            raise error(f"`{self.name}` takes one tensor", span)
-        x = ins[0]
-        if self.name == "avgpool" and x.dtype not in FLOAT_DTYPES:
-            raise error(f"`avgpool` needs a floating-point operand, not {x.dtype}", span)
-        sizes = self.out_sizes(_spatial_sizes(self.name, x, attrs, span), attrs)
-        mapping = _check_targets(self.name, x, attrs, sizes, span)
-        return [_replace(x, mapping, self.name, span)]
-
-    def _kw(self, node):
-        a = node.attrs
-        return dict(kernel=a["kernel"], stride=a["stride"], pads=a["pads"])
-
-
-@register
-class MaxPool(_Pool):
-    name = "maxpool"
-    summary = "max over sliding windows of the spatial axes (PyTorch MaxPool, ONNX MaxPool); stride defaults to kernel"
-    example = "y = maxpool(x, kernel=3, stride=2, padding=1 over (h, w) -> (oh, ow))"
-
-    def numpy(self, e, node, ins):
-        return _lower_numpy(e, node, ins, None, "max_pool_nd", **self._kw(node))
-
-    def onnx(self, g, node, ins):
-        a = node.attrs
-        return _lower_onnx(g, node, ins, None, "MaxPool", [], kernel_shape=list(a["kernel"]),
-                           strides=list(a["stride"]), pads=_onnx_pads(a["pads"]))
-
-
-@register
-class AvgPool(_Pool):
-    name = "avgpool"
-    summary = ("mean over sliding windows of the spatial axes; count_include_pad=1 (PyTorch's default) divides "
-               "by the whole window, 0 by the input elements in it")
-    example = "y = avgpool(x, kernel=2 over (h, w) -> (oh, ow))"
-    keywords = ("kernel", "stride", "padding", "count_include_pad")
-
-    def numpy(self, e, node, ins):
-        return _lower_numpy(e, node, ins, None, "avg_pool_nd", **self._kw(node),
-                            count_include_pad=node.attrs["count_include_pad"])
-
-    def onnx(self, g, node, ins):
-        a = node.attrs
-        return _lower_onnx(g, node, ins, None, "AveragePool", [], kernel_shape=list(a["kernel"]),
-                           strides=list(a["stride"]), pads=_onnx_pads(a["pads"]),
-                           count_include_pad=int(a["count_include_pad"]))
-
-
-# ---- resampling -------------------------------------------------------------------
-
-
-@register
-class Upsample(OpDef):
-    name = "upsample"
-    summary = ("enlarge the spatial axes by a whole factor: mode `nearest` (out[i] = x[i // scale]) or `linear` "
-               "(bilinear in 2-d; PyTorch align_corners=False, ONNX Resize half_pixel)")
-    example = "y = upsample(x, scale=2, mode=linear over (h, w) -> (h2, w2))"
-    keywords = ("scale", "mode")
-    modes = {"nearest": "upsample_nearest", "linear": "upsample_linear"}
-
-    def build(self, b, call):
-        ins, kws, over = _parse(b, call, self, (1, 1))
-        if "scale" not in kws:
-            raise error("`upsample` needs `scale=`, a whole number", call.span,
-                        f"as in `{self.example.split('= ', 1)[1]}`")
-        scale = _whole(b, kws, "scale", 1, 1)
-        mode = _word(b, kws["mode"].value) if "mode" in kws else "nearest"
-        if mode not in self.modes:
-            hint = "write `mode=linear`; it interpolates along every spatial axis" if mode in (
-                "bilinear", "trilinear") else f"the modes are {', '.join(self.modes)}"
-            raise error(f"`upsample` has no mode `{mode}`", kws["mode"].span, hint)
-        attrs: dict[str, Any] = dict(spatial=over.axes, scale=(scale,) * len(over.axes), mode=mode)
-        ns = [ins[0].type.axis(a).size.value for a in over.axes]
-        attrs["targets"] = _targets(b, self.name, over, [n * scale for n in ns],
-                                    lambda i: f"`{over.axes[i]}` is {ns[i]}, scale {scale}")
-        return b.emit(self.name, ins, attrs, call.span)
-
-    def infer(self, ins, attrs, span):
-        if len(ins) != 1:
-            raise error("`upsample` takes one tensor", span)
-        if attrs["mode"] == "linear" and ins[0].dtype not in FLOAT_DTYPES:
-            raise error(f'`upsample` with mode "linear" needs a floating-point operand, not {ins[0].dtype}', span)
-        ns = _spatial_sizes(self.name, ins[0], attrs, span)
-        mapping = _check_targets(self.name, ins[0], attrs, [n * s for n, s in zip(ns, attrs["scale"])], span)
-        return [_replace(ins[0], mapping, self.name, span)]
-
-    def numpy(self, e, node, ins):
-        return _lower_numpy(e, node, ins, None, self.modes[node.attrs["mode"]], scale=node.attrs["scale"])
-
-    def onnx(self, g, node, ins):
-        a = node.attrs
-        scales = g.const(np.asarray([1.0, 1.0] + [float(s) for s in a["scale"]], dtype=np.float32))
-        if a["mode"] == "nearest":
-            attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        else:
-            attrs = dict(mode="linear", coordinate_transformation_mode="half_pixel")
-        return _lower_onnx(g, node, ins, None, "Resize", ["", scales], **attrs)

@@ -384,7 +384,9 @@ def test_missing_channel_axis_names_the_axes(tmp_path):
 
 
 @pytest.mark.parametrize("body, words", [
-    ("return conv(x, weight, stride=2, padding=same over (h, w) -> (oh, ow))", ["same", "stride 1"]),
+    ("return conv(x, weight, stride=(2, 1, 1) over (h, w) -> (oh, ow))", ["3 values", "2 spatial axes"]),
+    ("return conv(x, weight, padding=((1, 2, 3), 0) over (h, w) -> (oh, ow))", ["pair (before, after)"]),
+    ("return conv(x, weight, padding=full over (h, w) -> (oh, ow))", ["`full`", "same"]),
     ("return conv(x, weight, strides=2 over (h, w) -> (oh, ow))", ["strides"]),
     ("return conv(x, weight over h, w)", ["over"]),
     ("return conv(x, weight over (h, q) -> (oh, ow))", ["`q`"]),
@@ -416,7 +418,7 @@ def test_stdlib_blocks(tmp_path):
           y = Conv2d[c, d, k3, h, w, h2, w2, stride=2, padding=1](x) as down
           y = ConvTranspose2d[d, c, k2, h2, w2, h, w](y) as up
           y = DepthwiseConv2d[c, k3, h, w](y) as dw
-          y = BatchNorm2d[d](Conv2dSame[c, d, k3, h, w](y) as same) as bn
+          y = BatchNorm2d[d](Conv2d[c, d, k3, h, w, h, w, padding=same](y) as same) as bn
           z = Conv1d[c, d, k3, t, t2, stride=2, padding=1](s) as seq
           return y, z
         }

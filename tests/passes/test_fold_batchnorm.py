@@ -3,7 +3,7 @@ one conv whose weight and bias are IR nodes on the parameters; the folded graph 
 what -O0 computes, on both backends, with non-trivial statistics.
 
 Cases: 1. a conv without bias; 2. with bias; 3. through the rename a block boundary puts
-between them (stdlib `BatchNorm2d` after `Conv2dSameNoBias`); 4. declined: statistics
+between them (stdlib `BatchNorm2d` after `Conv2d[..., bias=false]`); 4. declined: statistics
 computed from the input (batch statistics), a batchnorm after something else.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ model M(x: f32[batch, c, h, w]) -> (a: f32[batch, o, h, w], b: f32[batch, o, h, 
   y = conv(x, wt, padding=1 over (h, w) -> (h, w))
   a = batchnorm(y, g, be, mu, var * var + 0.5, eps=1e-3 over o)
   b = batchnorm(conv(x, wt, cb, padding=1 over (h, w) -> (h, w)), g, be, mu, var * var + 0.5 over o)
-  r = BatchNorm2d[o](Conv2dSameNoBias[c, o, k, h, w](x) as conv) as bn
+  r = BatchNorm2d[o](Conv2d[c, o, k, h, w, h, w, padding=same, bias=false](x) as conv) as bn
   z = conv(x, wt, padding=1 over (h, w) -> (h, w))
   z2 = conv(x * 2.0, wt, padding=1 over (h, w) -> (h, w))
   s = batchnorm(z, g, be, mean(z2 over batch, h, w), var * var + 0.5 over o)

@@ -133,6 +133,19 @@ def compare_with_reference(example: str, sets: Mapping[str, str], weights: Path,
     got["numpy"] = run_graph(graph, params, inputs)
     times["numpy"] = time.perf_counter() - t
 
+    errors = max_abs_errors(got, want)
+    scale = max(float(np.max(np.abs(ref))) for ref in want.values())
+    summary = " ".join(f"{k}={v:.2e}" for k, v in errors.items())
+    print(f"\n{example} {dict(sets) or 'default size'}: max abs {summary} (outputs up to {scale:.2f}); seconds "
+          + " ".join(f"{k}={v:.1f}" for k, v in times.items()))
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, f"{example}: max abs difference from {against} over {TOL}: {bad}"
+    return errors
+
+
+def max_abs_errors(got: Mapping[str, Mapping[str, np.ndarray]], want: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Max abs difference of each backend's outputs (`got[backend][name]`, f32, finite, of the
+    reference's shapes) from the reference's, keyed `backend:name`."""
     errors: dict[str, float] = {}
     for backend, outs in got.items():
         assert sorted(outs) == sorted(want), f"{backend}: outputs {sorted(outs)}"
@@ -142,10 +155,4 @@ def compare_with_reference(example: str, sets: Mapping[str, str], weights: Path,
             assert out.dtype == np.float32, f"{backend}:{name}: {out.dtype}"
             assert np.all(np.isfinite(out)), f"{backend}:{name}: not finite"
             errors[f"{backend}:{name}"] = float(np.max(np.abs(out.astype(np.float64) - ref)))
-    scale = max(float(np.max(np.abs(ref))) for ref in want.values())
-    summary = " ".join(f"{k}={v:.2e}" for k, v in errors.items())
-    print(f"\n{example} {dict(sets) or 'default size'}: max abs {summary} (outputs up to {scale:.2f}); seconds "
-          + " ".join(f"{k}={v:.1f}" for k, v in times.items()))
-    bad = {k: v for k, v in errors.items() if not v <= TOL}
-    assert not bad, f"{example}: max abs difference from {against} over {TOL}: {bad}"
     return errors

@@ -20,6 +20,8 @@ never overlaps anything else. Within a group (Sugiyama's scheme, kept O(N log N)
    in the gap (where there are no boxes) and runs straight into the next port.
 
 Steps 2-4 are diagram_place.Order, step 5 diagram_place.Heights, steps 6-7 diagram_route.
+A level whose skip connections nest (a U-Net's) is drawn as a U instead of steps 6-7, never
+cut into rows (diagram_ushape).
 The row width is the same for every group, chosen (a few tries, steps 2-4 kept between
 them) so that the whole drawing is about `ASPECT` wide for its height.
 
@@ -34,13 +36,16 @@ from typing import Optional
 
 from .diagram import Box, Diagram
 from .diagram_place import DUMMY_H, Heights, Order
+from .diagram_ushape import UShape, u_rows
 from .diagram_route import (WRAP_SLACK, BEND, CHAR_W, GAP_PAD, GROUP_PAD, LABEL_FONT, MARGIN, TITLE_H, Piece, Route,
                             text_width)
 
 __all__ = ["BEND", "CHAR_W", "GAP_PAD", "GROUP_PAD", "LABEL_FONT", "MARGIN", "TITLE_H", "Piece", "text_width",
-           "FONT", "NOTE_FONT", "TITLE_FONT", "Rect", "Layout", "layout", "box_size", "title_width"]
+           "FONT", "NOTE_FONT", "TITLE_FONT", "PASS_FONT", "BAND_H", "PASS_STUB", "Rect", "Layout", "layout",
+           "box_size", "title_width"]
 
 FONT, NOTE_FONT, TITLE_FONT = 12.0, 10.0, 11.0
+PASS_FONT, BAND_H, PASS_STUB = 9.0, 15.0, 10.0  # a box's band of broadcast axes
 PAD_X, PAD_Y = 10.0, 6.0  # inside a box
 PORT_GAP = 14.0  # between two ports of a box: room for a wire and its label
 OUT_GAP = 22.0  # between two labelled ports of a box (its outputs, or renamed inputs)
@@ -76,6 +81,8 @@ def box_size(box: Box, ports: int, labelled: int = 1) -> tuple[float, float]:
     label each, so sit OUT_GAP apart."""
     w = max([text_width(box.lines[0], FONT)] + [text_width(t, NOTE_FONT) for t in box.lines[1:]]) + 2 * PAD_X
     h = 2 * PAD_Y + FONT * 1.2 + (len(box.lines) - 1) * NOTE_FONT * 1.3
+    if box.passes:  # the band the broadcast axes pass through, a stub of wire either side
+        w, h = max(w, text_width(box.passes, PASS_FONT) + 2 * PAD_X + 2 * PASS_STUB), h + BAND_H
     return max(w, 36.0), max(h, (ports + 1) * PORT_GAP, (labelled + 1) * OUT_GAP if labelled > 1 else 0.0)
 
 
@@ -198,7 +205,8 @@ class _Layouter:
                 size[node] = box_size(self.box[node], max(n_in, n_out), max(n_out, n_in if node in renamed else 0))
         hs = Heights(o, size, fr.children, TITLE_H + GROUP_PAD if g else MARGIN)
         title_w = title_width(self.group[g].title, self.group[g].badge) if g else 0.0
-        route = Route(o, hs, size, fr, g, title_w, wmax)
+        rows = u_rows(o, self.box)
+        route = UShape(o, hs, size, fr, rows) if rows else Route(o, hs, size, fr, g, title_w, wmax)
         fr.natural = max([route.total] + [c.natural for c in fr.children.values()])
         if wmax is None:
             self.plain[g] = fr
@@ -236,7 +244,9 @@ def layout(d: Diagram) -> Layout:
 
 def _emit(fr: _Frame, ox: float, oy: float, out: Layout, lay: _Layouter, gid: str = "") -> None:
     for p in fr.pieces:
-        out.pieces.append(Piece([(x + ox, y + oy) for x, y in p.points], p.title, p.label, p.dst_label, p.arrow, gid))
+        at = (p.label_at[0] + ox, p.label_at[1] + oy) if p.label_at else None
+        out.pieces.append(Piece([(x + ox, y + oy) for x, y in p.points], p.title, p.label, p.dst_label, p.arrow, gid,
+                                at))
     for n, (x, y) in fr.at.items():
         if n in fr.children:
             c = fr.children[n]

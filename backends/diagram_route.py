@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from .diagram_place import Heights, Order, kind
 
@@ -23,7 +24,8 @@ MARGIN = 16.0
 LANE = 8.0  # between two wires running side by side around a row
 CHANNEL_PAD = 12.0  # above and below the wires running between two rows
 WRAP_SLACK = 1.15  # a strip up to this much wider than asked stays one row
-CROSS_COST = 0.4  # of each wire crossing a cut, against rows of unequal width ((w - mean) / mean)**2
+CROSS_COST = 0.4  # of each wire crossing a cut past the first (every cut has one),
+#                   against rows of unequal width ((w - mean) / mean)**2
 
 
 def text_width(text: str, size: float) -> float:
@@ -39,6 +41,7 @@ class Piece:
     dst_label: str = ""  # the axes as renamed on the way, above the last stretch
     arrow: bool = True  # ends at a box (not at a fence, where the wire goes on inside)
     group: str = ""  # the fence it is drawn in ("" for the model)
+    label_at: Optional[tuple[float, float]] = None  # where `label` starts, when not at the first point
 
 
 def _cut_cost(w: float, target: float) -> float:
@@ -115,7 +118,8 @@ class Route:
                 w = self.lo[j - 1] + self.widths[j - 1] - self.lo[a]
                 if w > 1.6 * target and best[j] is not None:
                     break
-                cost = best[a][0] + _cut_cost(w, target) + (CROSS_COST * len({s[:2] for s in self.cross[a]}) if a else 0.0)
+                crossing = len({s[:2] for s in self.cross[a]}) - 1 if a else 0
+                cost = best[a][0] + _cut_cost(w, target) + CROSS_COST * crossing
                 if best[j] is None or cost < best[j][0] - 1e-9:
                     best[j] = (cost, a)
         rows, j = [], n

@@ -15,13 +15,18 @@ def _children(d: Diagram) -> tuple[dict[str, list[Group]], dict[str, list[Box]]]
     return groups, boxes
 
 
+def _lines(b: Box) -> list[str]:
+    """The box's text, and the axes it broadcasts over as the SVG's band writes them."""
+    return b.lines + ([f"— {b.passes} —"] if b.passes else [])
+
+
 def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _dot_box(b: Box) -> str:
     shape = {"input": "oval", "output": "oval", "block": "box3d"}.get(b.kind, "box")
-    attrs = [f"label={_q(chr(10).join(b.lines))}", f"shape={shape}"]
+    attrs = [f"label={_q(chr(10).join(_lines(b)))}", f"shape={shape}"]
     if b.bold:
         attrs += ["style=bold", "penwidth=2", 'fontname="monospace bold"']
     tip = "; ".join([b.tooltip] + b.params[:24])
@@ -78,7 +83,7 @@ def to_mermaid(d: Diagram) -> str:
 
     def emit(parent: str, indent: str) -> None:
         for b in boxes.get(parent, []):
-            text = "<br/>".join(b.lines)
+            text = "<br/>".join(_lines(b))
             shape = {"input": ("([", "])"), "output": ("([", "])"), "block": ("[[", "]]")}.get(b.kind, ("[", "]"))
             lines.append(f"{indent}{b.id}{shape[0]}{_m(text)}{shape[1]}")
         for g in groups.get(parent, []):

@@ -1,18 +1,21 @@
 """SVG of a laid-out diagram, written by archlang itself (no Graphviz, no browser).
 
 Fences (open blocks) first, outermost first, so inner ones and the boxes lie on top;
-then wires and their axis labels; then boxes. Every coordinate is absolute (no
+then wires and their axis labels; then boxes, each with the band of the axes it broadcasts
+over along its bottom edge (a stub of wire through it either side of their names). Every coordinate is absolute (no
 transforms) and printed with at most one decimal, so the geometry can be read back from
 the file (tests do) and the same diagram always gives the same bytes. Each box's `<g>`,
 each wire and each label carries `data-group`, the fence it is drawn in (the HTML page's
-script closes a fence by hiding what it holds); each fence's `<g>` carries `data-parent`.
+script closes a fence by hiding what it holds); each fence's `<g>` carries `data-parent`, and
+a closed block's box `data-key`, the id its fence has when open.
 """
 from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
 from .diagram import Diagram
-from .diagram_layout import FONT, LABEL_FONT, NOTE_FONT, TITLE_FONT, Layout, Rect, text_width
+from .diagram_layout import (BAND_H, FONT, LABEL_FONT, NOTE_FONT, PASS_FONT, PASS_STUB, TITLE_FONT, Layout, Rect,
+                             text_width)
 
 STYLE = """
 text { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; fill: #222; }
@@ -27,6 +30,9 @@ text { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; fill: #222; 
 .input rect { fill: #e4f1ff; stroke: #3b73b9; }
 .output rect { fill: #e6f6e6; stroke: #3c8d3c; }
 .note { fill: #666; }
+.box rect.band { fill: #eef3ee; stroke: none; }
+.through { stroke: #7d9c7d; stroke-width: 1.2; }
+.pass { fill: #4d6b4d; font-style: italic; }
 .wire { fill: none; stroke: #5c6b80; stroke-width: 1.2; }
 .label { font-size: 10px; fill: #56607a; }
 """
@@ -41,7 +47,7 @@ def _n(v: float) -> str:
     return s[:-2] if s.endswith(".0") else s
 
 
-def _attr(text: str) -> str:
+def xml_attr(text: str) -> str:
     return escape(text, {'"': "&quot;"})
 
 
@@ -89,7 +95,7 @@ def _fences(d: Diagram, lay: Layout) -> list[str]:
     depth = _depth(d)
     for g in sorted(d.groups, key=lambda g: (depth[g.id], g.id)):
         r = lay.groups[g.id]
-        out.append(f'<g class="group" id="{_attr(g.id)}" data-parent="{_attr(g.parent)}">')
+        out.append(f'<g class="group" id="{xml_attr(g.id)}" data-parent="{xml_attr(g.parent)}">')
         if g.repeat > 1:  # a stack of cards: the copies the fence stands for
             for k in (6, 3):
                 out.append(f'<rect class="stack" x="{_n(r.x + k)}" y="{_n(r.y + k)}" width="{_n(r.w)}" '
@@ -108,16 +114,16 @@ def _wires(lay: Layout) -> list[str]:
     out, labels = [], {}
     for p in lay.pieces:
         marker = ' marker-end="url(#arrow)"' if p.arrow else ""
-        out.append(f'<path class="wire" d="{_path(p.points)}" data-group="{_attr(p.group)}"{marker}>'
+        out.append(f'<path class="wire" d="{_path(p.points)}" data-group="{xml_attr(p.group)}"{marker}>'
                    f'<title>{escape(p.title)}</title></path>')
         if p.label:
-            x, y = p.points[0]
-            labels.setdefault((_n(x + 4), _n(y - 3), p.label), p.group)
+            x, y = p.label_at or (p.points[0][0] + 4, p.points[0][1] - 3)
+            labels.setdefault((_n(x), _n(y), p.label), p.group)
         if p.dst_label:
             x, y = p.points[-1]
             labels.setdefault((_n(x - 6 - text_width(p.dst_label, LABEL_FONT)), _n(y - 3), p.dst_label), p.group)
     for (x, y, text), group in labels.items():
-        out.append(f'<text class="label" x="{x}" y="{y}" font-size="{_n(LABEL_FONT)}" data-group="{_attr(group)}">'
+        out.append(f'<text class="label" x="{x}" y="{y}" font-size="{_n(LABEL_FONT)}" data-group="{xml_attr(group)}">'
                    f'{escape(text)}</text>')
     return out
 
@@ -129,11 +135,14 @@ def _boxes(d: Diagram, lay: Layout) -> list[str]:
         cls = b.kind + (" param" if b.bold else "")
         tip = "\n".join([b.tooltip] + ([f"parameters ({len(b.params)}):"] + b.params[:24] +
                                        (["…"] if len(b.params) > 24 else []) if b.params else []))
-        out.append(f'<g class="box {cls}" id="{_attr(b.id)}" data-group="{_attr(b.group)}"><title>{escape(tip)}</title>')
+        key = f' data-key="{xml_attr(b.key)}"' if b.key else ""
+        out.append(f'<g class="box {cls}" id="{xml_attr(b.id)}" data-group="{xml_attr(b.group)}"{key}>'
+                   f'<title>{escape(tip)}</title>')
         rx = 12 if b.kind in ("input", "output") else 3
         out.append(f'<rect x="{_n(r.x)}" y="{_n(r.y)}" width="{_n(r.w)}" height="{_n(r.h)}" rx="{rx}"/>')
         text_h = FONT * 1.2 + (len(b.lines) - 1) * NOTE_FONT * 1.3
-        y = r.y + (r.h - text_h) / 2 + FONT * 0.95
+        band = BAND_H if b.passes else 0.0
+        y = r.y + (r.h - band - text_h) / 2 + FONT * 0.95
         cx = r.x + r.w / 2
         for i, line in enumerate(b.lines):
             size, cls = (FONT, "name") if i == 0 else (NOTE_FONT, "note")
@@ -141,8 +150,22 @@ def _boxes(d: Diagram, lay: Layout) -> list[str]:
             out.append(f'<text class="{cls}" x="{_n(cx)}" y="{_n(y)}" font-size="{_n(size)}" '
                        f'text-anchor="middle"{weight}>{escape(line)}</text>')
             y += NOTE_FONT * 1.3
+        if b.passes:
+            out += _band(b.passes, r)
         out.append("</g>")
     return out
+
+
+def _band(passes: str, r: Rect) -> list[str]:
+    """The axes a box broadcasts over, written on a band along its bottom edge with a wire
+    passing through it: they go by the op untouched (Neural Circuit Diagrams)."""
+    top, mid, cx = r.y + r.h - BAND_H, r.y + r.h - BAND_H / 2, r.x + r.w / 2
+    half = text_width(passes, PASS_FONT) / 2
+    return [f'<rect class="band" x="{_n(r.x + 1)}" y="{_n(top)}" width="{_n(r.w - 2)}" height="{_n(BAND_H - 1)}"/>',
+            f'<path class="through" d="M{_n(r.x)} {_n(mid)}H{_n(cx - half - 3)}M{_n(cx + half + 3)} {_n(mid)}'
+            f'H{_n(r.x + r.w)}"/>',
+            f'<text class="pass" x="{_n(cx)}" y="{_n(mid + PASS_FONT * 0.35)}" font-size="{_n(PASS_FONT)}" '
+            f'text-anchor="middle">{escape(passes)}</text>']
 
 
 def to_svg(d: Diagram, lay: Layout) -> str:

@@ -8,8 +8,10 @@ out at a sensible size (the SVG file at its own size, the HTML page fitted to th
 width with the drawing's proportions); the `× 12` of GPT-2's repeated layer must be painted
 on the first screen, not covered by anything (hit-testing its centre finds it; its pixels in a
 screenshot are the badge's red). Screenshots are kept under the test's tmp_path. On the HTML
-page the script is exercised with real input events: clicking a block's title hides what it
-holds, typing "softmax" in the search box finds one match, outlines it and reopens its block.
+page the script is exercised with real input events: clicking a block's title swaps in the
+smaller drawing with that block closed, clicking the closed block's box brings the open one
+back, typing "softmax" in the search box (the attention closed) finds one match, outlines it
+and reopens its block.
 
 Without Chromium the tests are skipped, saying so.
 """
@@ -145,17 +147,29 @@ def test_html_script_in_chromium(archc_inprocess, tmp_path, page):
     shown = lambda i: p.evaluate(f"({SHOWN_JS})({i!r})")
     assert shown(softmax) and shown(ids["input"])
 
-    # a real click on the attention block's title: what it holds is hidden, the fence stays
-    title = p.evaluate(f"""(() => {{ const t = document.getElementById({fence!r}).querySelector("text.title");
-        t.scrollIntoView({{block: "center"}}); const r = t.getBoundingClientRect();
-        return {{x: r.x + r.width / 2, y: r.y + r.height / 2, text: t.textContent}}; }})()""")
-    assert title["text"].startswith("Attention")
-    p.click(title["x"], title["y"])
-    assert not shown(softmax) and shown(fence) and shown(ids["input"])
-    closed_title = p.evaluate(f"document.getElementById({fence!r}).querySelector('text.title').textContent")
-    assert closed_title.startswith("\u25b8 Attention")
-    assert p.evaluate(f"document.getElementById({fence!r}).classList.contains('closed')")
+    # a real click on the attention block's title: the drawing with the attention closed
+    height = lambda: p.evaluate('document.querySelector("#diagram svg").viewBox.baseVal.height')
+    open_height = height()
+
+    def close_attention():
+        title = p.evaluate(f"""(() => {{ const t = document.getElementById({fence!r}).querySelector("text.title");
+            t.scrollIntoView({{block: "center"}}); const r = t.getBoundingClientRect();
+            return {{x: r.x + r.width / 2, y: r.y + r.height / 2, text: t.textContent}}; }})()""")
+        assert title["text"].startswith("Attention")
+        p.click(title["x"], title["y"])
+        assert p.evaluate(f"document.getElementById({softmax!r}) === null") and shown(ids["input"])
+        assert height() < open_height - 200, (height(), open_height)
+        return p.evaluate("""(() => { const b = Array.from(document.querySelectorAll("#diagram g.box.reopen"));
+            if (b.length !== 1) { return {count: b.length}; }
+            b[0].scrollIntoView({block: "center"}); const r = b[0].getBoundingClientRect();
+            return {count: 1, x: r.x + r.width / 2, y: r.y + r.height / 2,
+                    text: b[0].querySelector("text").textContent}; })()""")
+    box = close_attention()
+    assert box["count"] == 1 and box["text"] == "Attention", box
     (tmp_path / "gpt2-attn-closed.png").write_bytes(p.screenshot())
+    p.click(box["x"], box["y"])  # its box opens it again
+    assert shown(softmax) and shown(fence) and abs(height() - open_height) < 1
+    close_attention()
 
     # typing in the search box: one match, outlined, its block reopened, the other boxes dimmed
     box = p.evaluate("""(() => { const s = document.getElementById("search"); s.scrollIntoView();
@@ -167,8 +181,37 @@ def test_html_script_in_chromium(archc_inprocess, tmp_path, page):
     assert p.evaluate('document.getElementById("hits").textContent') == "1 match"
     assert p.evaluate('Array.from(document.querySelectorAll("#diagram .hit")).map(e => e.id)') == [softmax]
     assert p.evaluate(f"getComputedStyle(document.getElementById({softmax!r}).querySelector('rect')).stroke") == HIT_ORANGE
-    assert shown(softmax) and not p.evaluate(f"document.getElementById({fence!r}).classList.contains('closed')")
+    assert shown(softmax) and shown(fence) and abs(height() - open_height) < 1
     assert p.evaluate("document.querySelectorAll('#diagram g.box.dim').length") == \
         p.evaluate("document.querySelectorAll('#diagram g.box').length") - 1
     (tmp_path / "gpt2-search-softmax.png").write_bytes(p.screenshot())
+    check_clean(p)
+
+
+def test_html_opens_a_closed_block_in_chromium(archc_inprocess, tmp_path, page):
+    """The U-Net at --depth 0: clicking enc2's box shows the drawing with enc2 open (its two
+    convolutions and ReLUs inside a fence); clicking that fence's title closes it again."""
+    render(archc_inprocess, tmp_path, "unet", "--depth", "0", ext="html")
+    p = page(tmp_path / "unet.html")
+    check_clean(p)
+    state = """(() => { const s = document.querySelector("#diagram svg");
+        return {h: s.viewBox.baseVal.height, fences: Array.from(s.querySelectorAll("g.group")).map(g => g.id),
+                inside: Array.from(s.querySelectorAll("g.box")).filter(b => b.getAttribute("data-group") === "enc2#0")
+                    .map(b => b.querySelector("text").textContent)}; })()"""
+    before = p.evaluate(state)
+    assert before["fences"] == [] and before["inside"] == [], before
+    box = p.evaluate("""(() => { const b = Array.from(document.querySelectorAll("#diagram g.box.reopen"))
+        .find(g => Array.from(g.querySelectorAll("text")).some(t => t.textContent === "enc2"));
+        b.scrollIntoView({block: "center"}); const r = b.getBoundingClientRect();
+        return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()""")
+    p.click(box["x"], box["y"])
+    opened = p.evaluate(state)
+    assert opened["fences"] == ["enc2#0"] and opened["h"] > before["h"], opened
+    assert sorted(opened["inside"]) == ["Conv2d", "Conv2d", "relu", "relu"], opened
+    (tmp_path / "unet-enc2-open.png").write_bytes(p.screenshot())
+    title = p.evaluate("""(() => { const t = document.querySelector("#diagram g.group text.title");
+        t.scrollIntoView({block: "center"}); const r = t.getBoundingClientRect();
+        return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()""")
+    p.click(title["x"], title["y"])
+    assert p.evaluate(state) == before
     check_clean(p)

@@ -2,10 +2,14 @@
 and the Python API (`archlang.render`, `archlang.diagram` with `_repr_svg_`).
 
 The page is checked from what the file holds: the SVG inside is the one `-o OUT.svg` writes
-(and passes the same geometry checks), the script is there and refers to nothing outside the
-file, every id is unique, and the same model gives the same bytes. When Node.js is installed
-the script is also run against a small stand-in for the DOM: closing a fence hides what it
-holds, and the search marks matches and reopens the blocks holding them.
+(and passes the same geometry checks), the drawings it holds for blocks closed are the ones
+`build_diagram(close=...)` lays out (smaller, and passing the geometry checks too), the
+script is there and refers to nothing outside the file, every id is unique in the page and
+in each drawing it holds, and the same model gives the same bytes. When Node.js is installed
+the script is also run against a small stand-in for the DOM, without the held drawings (the
+way a state the page does not hold is drawn): closing a fence hides what it holds, and the
+search marks matches and reopens the blocks holding them. test_render_browser.py runs the
+page in Chromium, held drawings and all.
 """
 from __future__ import annotations
 
@@ -26,19 +30,54 @@ def _svg_of(html: str) -> str:
     return html[start:end]
 
 
+def _held(html: str) -> dict[str, str]:
+    """The page's other drawings: toggles ("|"-joined; -id closed, +key opened) -> SVG."""
+    return dict(re.findall(r'<template data-state="([^"]*)">(.*?)</template>', html, re.S))
+
+
 def test_html_is_one_page_with_the_svg_and_a_script(archc_inprocess, tmp_path):
     html = render(archc_inprocess, tmp_path, "gpt2", "--depth", "2", ext="html")
     svg = render(archc_inprocess, tmp_path, "gpt2", "--depth", "2")
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert html.count("<svg") == 1 and _svg_of(html) + "\n" == svg
-    check_geometry(_svg_of(html))
-    assert ">× 12</text>" in html
+    held = _held(html)
+    page = re.sub(r"<template .*?</template>", "", html, flags=re.S)
+    assert page.count("<svg") == 1 and _svg_of(page) + "\n" == svg
+    check_geometry(_svg_of(page))
+    assert ">× 12</text>" in page
     scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
     assert len(scripts) == 1 and "addEventListener" in scripts[0]
     assert 'id="search"' in html
     assert not re.search(r"<(link|img|iframe)\b|\bsrc=|https?://(?!www\.w3\.org/2000/svg)", html)
-    ids = re.findall(r'\bid="([^"]*)"', html)
-    assert len(ids) == len(set(ids)) and {"search", "diagram", "arrow"} <= set(ids)
+    for text in [page] + list(held.values()):
+        ids = re.findall(r'\bid="([^"]*)"', text)
+        assert len(ids) == len(set(ids)) and "arrow" in ids
+    assert {"search", "diagram"} <= set(re.findall(r'\bid="([^"]*)"', page))
+    # the drawings held: each block closed alone (the outermost first), then together
+    assert list(held) == ["-h.0#0", "-h.0.attn#0,0", "-h.0.mlp#0,0", "-h.0.attn#0,0|-h.0.mlp#0,0"]
+    height = lambda text: float(ET.fromstring(text).get("height"))
+    for state, text in held.items():
+        boxes = check_geometry(text)
+        assert height(text) < height(svg), state  # closing a block makes the drawing smaller
+        keys = {b.get("data-key") for b in boxes.values() if b.get("data-key")}
+        assert {t[1:] for t in state.split("|")} <= keys  # each closed block a box that opens it again
+    assert height(held["-h.0.attn#0,0|-h.0.mlp#0,0"]) < height(held["-h.0.attn#0,0"])
+
+
+def test_html_holds_closed_blocks_opened(archc_inprocess, tmp_path):
+    """At --depth 0 the U-Net's blocks are boxes; the page holds each opened, laid out anew."""
+    html = render(archc_inprocess, tmp_path, "unet", "--depth", "0", ext="html")
+    held = _held(html)
+    closed = check_geometry(_svg_of(re.sub(r"<template .*?</template>", "", html, flags=re.S)))
+    keys = sorted(b.get("data-key") for b in closed.values() if b.get("data-key"))
+    assert len(keys) == 11 and all(k in keys for k in ("enc1#0", "bottleneck#0", "up3#0", "head#0"))
+    assert {"+" + k for k in keys} <= set(held)  # each alone, then pairs while there is room
+    for state, text in held.items():
+        boxes = check_geometry(text)
+        fences = set(re.findall(r'<g class="group" id="([^"]*)"', text))
+        for key in (t[1:] for t in state.split("|")):  # open: a fence, or its one op keyed to close it
+            assert key in fences or any(b.get("data-key") == key and "op" in b.get("class") for b in boxes.values())
+            assert not any(b.get("data-key") == key and "block" in b.get("class") for b in boxes.values())
+    assert len(html) < 600_000
 
 
 def test_html_deterministic(archc_inprocess, tmp_path):
@@ -77,7 +116,7 @@ const svg = el("svg", {}, data.items.map(it => el(it.tag, it.attrs, it.kids.map(
 const root = el("div", {id: "diagram", class: "fit"}, [svg]);
 const byId = {diagram: root, search: el("input", {id: "search"}), hits: el("span", {id: "hits"}),
               fit: el("button", {id: "fit"})};
-global.document = {getElementById: id => byId[id]};
+global.document = {getElementById: id => byId[id], querySelectorAll: () => []};  // no held drawings
 eval(data.script);
 const shown = id => svg._all().find(k => k.id === id).style.display !== "none";
 const out = {before: data.probe.map(shown)};

@@ -8,6 +8,9 @@ tests/test_constructs.py checks the other constructs (its helpers are imported):
 3. the routing is sparse: perturbing the weights of one expert changes exactly the
    outputs of the tokens that chose it.
 
+Each holds as written (-O0, gathered weights) and at -O2 (dispatch-experts: the tokens
+grouped by expert, one `expert_mlp`).
+
 The weights are drawn with a standard deviation of 1/sqrt(fan-in), so the outputs are of
 order one and the tolerance (1e-4, max abs) means something.
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from archlang.compiler.passes import optimize
 
 from test_constructs import build, check_hand, f64, run_both, sigmoid, softmax
 
@@ -53,10 +58,20 @@ def inputs(seed: int = 3, batch: int = 2, seq: int = 5) -> dict[str, np.ndarray]
     return {"x": np.random.default_rng(seed).standard_normal((batch, seq, 16)).astype(np.float32)}
 
 
-@pytest.mark.parametrize("name", list(SETS))
-def test_moe_matches_hand_computation(name, tmp_path):
-    sets = SETS[name]
+def build_at(sets: dict, level: int):
+    """The example's graph as written (-O0: each token gathers its experts' weights) or
+    optimised (-O2: dispatch-experts groups the tokens by expert)."""
     graph, _ = build("moe", sets, noise=0)
+    optimize(graph, level)
+    assert ("expert_mlp" in [n.op for n in graph.nodes]) == (level == 2)
+    return graph
+
+
+@pytest.mark.parametrize("level", [0, 2])
+@pytest.mark.parametrize("name", list(SETS))
+def test_moe_matches_hand_computation(name, level, tmp_path):
+    sets = SETS[name]
+    graph = build_at(sets, level)
     params = moe_params(graph)
     feed = inputs()
     got = run_both(graph, params, feed, tmp_path)
@@ -67,9 +82,10 @@ def test_moe_matches_hand_computation(name, tmp_path):
         assert len({tuple(sorted(c)) for c in chosen.reshape(-1, k).tolist()}) >= 3, chosen
 
 
-def test_moe_only_runs_the_chosen_experts(tmp_path):
+@pytest.mark.parametrize("level", [0, 2])
+def test_moe_only_runs_the_chosen_experts(level, tmp_path):
     """Perturbing one expert's weights moves exactly the tokens routed to it."""
-    graph, _ = build("moe", {}, noise=0)
+    graph = build_at({}, level)
     params = moe_params(graph)
     feed = inputs(seed=5, batch=3, seq=6)
     before = run_both(graph, params, feed, tmp_path)

@@ -146,3 +146,25 @@ def rotary(x, cos, sin, *, axis):
     x1 * cos - x2 * sin and x2 * cos + x1 * sin; `cos` and `sin` broadcast against a half."""
     x1, x2 = np.take(x, 0, axis=axis), np.take(x, 1, axis=axis)
     return np.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=axis)
+
+
+def scatter_reduce(values, index, shape, reduction):
+    """Each slice values[i] (along the first axis) reduced into out[index[i]]; positions no
+    index names are 0. reduction: "sum", "mean" or "max"."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.size and (index.min() < -shape[0] or index.max() >= shape[0]):
+        raise IndexError(f"scatter index out of range for an axis of size {shape[0]}")
+    if reduction == "max":
+        low = np.finfo(values.dtype).min if values.dtype.kind == "f" else np.iinfo(values.dtype).min
+        out = np.full(shape, low, dtype=values.dtype)
+        np.maximum.at(out, index, values)
+        reached = np.zeros(shape[0], dtype=bool)
+        reached[index] = True
+        out[~reached] = 0
+        return out
+    out = np.zeros(shape, dtype=values.dtype)
+    np.add.at(out, index, values)
+    if reduction == "mean":
+        counts = np.maximum(np.bincount(index % shape[0], minlength=shape[0]), 1).astype(values.dtype)
+        out = out / counts.reshape((-1,) + (1,) * (len(shape) - 1))
+    return out

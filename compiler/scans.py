@@ -23,6 +23,7 @@ from archlang.grammar import ast
 
 from .blocks import check_arguments
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error
+from .axes import TensorType
 from .ir import Graph
 from .values import Operand, snake
 
@@ -52,21 +53,24 @@ class Scans:
                 sliced.append(i)
             else:
                 whole.append(i)
-        if not sliced:
-            raise error(f"no argument of `{call.name}` has the axis `{axis.name}` to scan over", call.span,
-                        f"`scan {axis.name}` slices each argument that has `{axis.name}` into one position "
-                        "per step")
+        # A step that slices nothing (a decoder feeding back its own output) still runs |axis|
+        # times: ONNX's Scan counts steps from a sliced input, so it gets one it ignores.
+        ticks = None if sliced else self.emit("zeros", [], {"axes": (axis,), "dtype": "bool"}, s.span)[0]
         order = carried + sliced + whole
         body = Graph(f"{fn.name}_step", self.root)
         outer_graph = self.graph
         self.graph = body
         try:
             for i in order:
+                if ticks is not None and i == (whole or [None])[0]:
+                    body.add_input("tick", TensorType("bool", ()))
                 t = outer[i].type.without([axis.name]) if i in sliced else outer[i].type
                 self.env.values[f"\0scan{i}"] = body.add_input(fn.args[i].name, t)
+            if ticks is not None and not whole:
+                body.add_input("tick", TensorType("bool", ()))
             step = ast.Call(call.name, call.binding, tuple(ast.Var(f"\0scan{i}", a.span)
                                                          for i, a in enumerate(call.args)),
-                            None, None, call.span, call.name_span)
+                            None, call.instance, call.span, call.name_span)
             out = self.call_block(step, call.instance or snake(call.name))
             out = out if isinstance(out, list) else [out]
             by_name = {r.name: self.value(v, call.span) for r, v in zip(fn.results, out)}
@@ -88,9 +92,11 @@ class Scans:
             self.graph = outer_graph
             for i in range(len(call.args)):
                 self.env.values.pop(f"\0scan{i}", None)
-        attrs = {"body": body, "axis": axis, "carried": len(carried), "sliced": len(sliced),
+        attrs = {"body": body, "axis": axis, "carried": len(carried), "sliced": len(sliced) or 1,
                  "reverse": s.reverse, "block": fn.name}
-        node_outs = self.emit("scan", [outer[i] for i in order], attrs, s.span)
+        inputs = [outer[i] for i in carried] + ([ticks] if ticks is not None else [outer[i] for i in sliced]) \
+            + [outer[i] for i in whole]
+        node_outs = self.emit("scan", inputs, attrs, s.span)
         named = dict(zip(feedback + stacked, node_outs))
         values = [named[r.name] for r in fn.results]
         return values[0] if len(values) == 1 else values

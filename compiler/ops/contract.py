@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 from ..axes import FLOAT_DTYPES, INT_DTYPES, Axis, Size, TensorType
 from ..diagnostics import error
-from .registry import OpDef, check_same_sizes, register, require_axes, same_dtype
+from .registry import OpDef, check_same_sizes, macs_over, register, require_axes, same_dtype
 
 # The dtypes onnxruntime's CPU MatMul runs; others (i8, u8) keep Einsum.
 MATMUL_DTYPES = {"f32", "f64", "f16", "i32", "i64"}
@@ -164,6 +164,9 @@ class Contract(OpDef):
     summary = "`a @ b over k`: multiply and sum over the named axes (einsum by name)"
     example = "y = (q @ k over head)"
     surface = False  # spelled `@`
+
+    def macs(self, node):
+        return macs_over(*(v.type for v in node.inputs))
 
     def infer(self, ins, attrs, span):
         a, b = ins

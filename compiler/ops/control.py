@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..axes import TensorType
+from ..axes import Size, TensorType
 from ..diagnostics import error
 from .registry import OpDef, numpy_dtype, register
 
@@ -23,6 +23,13 @@ class Scan(OpDef):
     name, surface = "scan", False
     summary = ("`h, ys = scan seq Cell(h0, x)`: the block `Cell` at each position of `seq`; results named "
                "like an argument carry it to the next step, the others are stacked along `seq`")
+
+    def macs(self, node):
+        from .registry import get
+        per_step = Size.of(0)
+        for n in node.attrs["body"].nodes:
+            per_step = per_step + get(n.op).macs(n)
+        return per_step * node.attrs["axis"].size
 
     def infer(self, ins, attrs, span):
         body, axis, n, m = attrs["body"], attrs["axis"], attrs["carried"], attrs["sliced"]
@@ -64,6 +71,9 @@ class Scan(OpDef):
         def no_steps(e):
             zeros = [e.node("Expand", [e.const(np.zeros((1,), numpy_dtype(t.dtype))), e.shape(t.axes)])
                      for t in types[n:]]
+            # bf16 zeros are made in float32 (NumPy has no bfloat16; onnxruntime no bf16 Expand)
+            zeros = [e.node("Cast", [z], to=e.dtype(t.dtype)) if t.dtype == "bf16" else z
+                     for z, t in zip(zeros, types[n:])]
             return [e.node("Identity", [x]) for x in ins[:n]] + zeros
 
         size = a["axis"].size

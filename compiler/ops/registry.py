@@ -7,7 +7,9 @@ An op record (`OpDef` subclass, registered with `@register`) carries:
   (the default takes tensor arguments, keyword constants and the `over` axes);
 - `infer(ins, attrs, span)`: the output types, or a CompileError naming the axes;
 - `numpy(e, node, ins)`: lowering through a NumPy emitter (see `NumpyEmitter`);
-- `onnx(g, node, ins)`: lowering through an ONNX emitter (see `OnnxEmitter`).
+- `onnx(g, node, ins)`: lowering through an ONNX emitter (see `OnnxEmitter`);
+- `macs(node)`: multiply-accumulates per inference, for `archc summary` (zero by default:
+  only contractions count, as in torch's FlopCounterMode and torchinfo).
 
 Lowerings speak to small emitter interfaces, so `compiler/` never imports onnx and the
 NumPy lowering serves both the in-process evaluator and the generated module.
@@ -21,7 +23,7 @@ import numpy as np
 
 from archlang.grammar.ast import Span
 
-from ..axes import Axis, TensorType
+from ..axes import Axis, Size, TensorType
 from ..diagnostics import error
 
 if TYPE_CHECKING:
@@ -168,6 +170,12 @@ class OpDef(ABC):
     def onnx(self, g: OnnxEmitter, node: "Node", ins: list[str]) -> list[str]:
         """Lower through an ONNX emitter; returns one tensor name per output."""
 
+    def macs(self, node: "Node") -> Size:
+        """Multiply-accumulates one run of this node costs, a polynomial in the symbolic sizes.
+        Only contractions (matmul, conv, attention) count; elementwise work, norms and
+        softmax are left out, as torch's FlopCounterMode and torchinfo leave them out."""
+        return Size.of(0)
+
 
 class OverOneAxis(OpDef):
     """An op of one tensor over exactly one named axis, lowered to a NumPy function and an
@@ -222,6 +230,19 @@ def require_axes(t: TensorType, axes: Sequence[str], what: str, span: Optional[S
             from ..diagnostics import did_you_mean
             raise error(f"{what} has no axis `{a}`; its axes are {', '.join(t.names) or '(none)'}",
                         span, did_you_mean(a, t.names))
+
+
+def macs_over(*types: TensorType) -> Size:
+    """The multiply-accumulates of a contraction whose operands are `types`: one per point
+    of the space spanned by all their axes (each distinct name counted once)."""
+    sizes: dict[str, Size] = {}
+    for t in types:
+        for a in t.axes:
+            sizes.setdefault(a.name, a.size)
+    total = Size.of(1)
+    for s in sizes.values():
+        total = total * s
+    return total
 
 
 def positions(t: TensorType, axes: Sequence[str]) -> tuple[int, ...]:

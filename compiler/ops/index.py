@@ -77,7 +77,7 @@ class Zeros(OpDef):
     def build(self, b, call):
         from archlang.grammar import ast as A
         args = list(call.args)
-        dtype = "f32"
+        dtype = b.float_dtype
         if args and isinstance(args[0], A.DTypeArg):
             dtype = args.pop(0).dtype
         if not args or not all(isinstance(a, A.Var) for a in args) or call.over is not None:

@@ -23,10 +23,12 @@ class Causal(OpDef):
             raise error(f"`causal` needs two different axes (query and key positions), but both are `{q.name}`",
                         call.span,
                         f"declare the key axis with `axis key ~ {q.name}` and `rename` keys to it")
-        return b.emit("causal", [], {"query": q, "key": k}, call.span)
+        # Under `--dtype f16|bf16` the mask is made in that dtype, to meet the scores it is added to.
+        dtype = {"dtype": b.float_dtype} if b.float_dtype != "f32" else {}
+        return b.emit("causal", [], {"query": q, "key": k, **dtype}, call.span)
 
     def infer(self, ins, attrs, span):
-        return [TensorType("f32", (attrs["query"], attrs["key"]))]
+        return [TensorType(attrs.get("dtype", "f32"), (attrs["query"], attrs["key"]))]
 
     def numpy(self, e, node, ins):
         return [e.call("causal_mask", e.size(node.attrs["query"].size), e.size(node.attrs["key"].size))]

@@ -242,3 +242,23 @@ def test_fence_parsing() -> None:
     text = "a\n```arch\nmodel M() {}\n```\n\n```arch-error\nbad\n```\n```text\nm.arch:1:1: error: x\n```\n"
     assert fenced_blocks(text) == [(2, "arch", "model M() {}\n"), (6, "arch-error", "bad\n"),
                                    (9, "text", "m.arch:1:1: error: x\n")]
+
+
+def test_relative_position_recipe_is_swins_index(tmp_path):
+    """The recipe's bias is table[index] with Swin's relative_position_index, written here as
+    the reference code computes it (coords meshgrid, pairwise differences, shift, scale)."""
+    from archlang.backends.numpy_codegen import run_graph
+    recipe = next(e for e in PROGRAMS if "model RelativeBias" in e.source)
+    write_example(recipe, tmp_path)
+    graph = compile_in(tmp_path, SourceCache())
+    wh, ww, heads = 3, 4, 2
+    coords = np.stack(np.meshgrid(np.arange(wh), np.arange(ww), indexing="ij")).reshape(2, -1)   # [2, tokens]
+    relative = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0)                     # [tokens, key, 2]
+    relative[:, :, 0] += wh - 1
+    relative[:, :, 1] += ww - 1
+    relative[:, :, 0] *= 2 * ww - 1
+    index = relative.sum(-1)
+    table = np.random.default_rng(0).standard_normal(((2 * wh - 1) * (2 * ww - 1), heads)).astype(np.float32)
+    scores = np.zeros((1, heads, wh * ww, wh * ww), dtype=np.float32)
+    got = run_graph(graph, {"bias_table": table}, {"scores": scores})["output"]
+    np.testing.assert_array_equal(got[0], table[index].transpose(2, 0, 1))

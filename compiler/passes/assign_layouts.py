@@ -135,5 +135,7 @@ class AssignLayouts:
     summary = "choose axis orders that spare Transposes (the axes an op acts on last)"
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        before = len(graph.nodes)
         inserted = assign_layouts(graph)
-        return PassResult(inserted > 0, {"layout transposes": inserted} if inserted else {})
+        return PassResult(inserted > 0 or len(graph.nodes) != before,
+                          {"layout transposes": inserted} if inserted else {})

@@ -16,8 +16,13 @@ from ..ir import Graph
 from .manager import PassContext, PassResult, each_graph
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def attrs_key(value: Any) -> Any:
     """A hashable, exact stand-in for an attribute value."""
+    if type(value) in _PLAIN:  # the common case first: names, sizes, flags
+        return (type(value).__name__, value)
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, dict):

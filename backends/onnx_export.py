@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from archlang import __version__
 from archlang.compiler import ops
 from archlang.compiler.axes import Axis, Size, TensorType
+from archlang.compiler.dtypes import HALF_DTYPES, computes_widened, widened
 from archlang.compiler.ir import Graph
 from archlang.compiler.layout import alignment
 
@@ -136,7 +137,11 @@ class OnnxEmitter:
 
     def param(self, name: str) -> str:
         if name not in self.initializers:
-            self.initializers[name] = self.params[name]
+            value = self.params[name]
+            if self.graph.params[name].type.dtype == "bf16":  # float32 in NumPy, bfloat16 in the file
+                import ml_dtypes
+                value = np.asarray(value).astype(ml_dtypes.bfloat16, copy=False)
+            self.initializers[name] = value
         return name
 
     def align(self, x: str, src: TensorType, dst: Sequence[str]) -> str:
@@ -193,20 +198,6 @@ class OnnxEmitter:
         return self._sizes[key]
 
 
-def _check_supported(graph: Graph) -> None:
-    from archlang.compiler.diagnostics import CompileError, Diagnostic
-    for name, v in graph.inputs:  # an input no node reads is still an input of the ONNX graph
-        if v.type.dtype == "bf16":
-            raise CompileError(Diagnostic(f"input `{name}` is bf16, which the ONNX backend does not support yet",
-                                          graph.input_spans.get(name), help="use f16 or f32, or the NumPy backend"))
-    for node in graph.nodes:
-        if any(v.type.dtype == "bf16" for v in node.outputs):
-            raise CompileError(Diagnostic("bf16 is not supported by the ONNX backend yet", node.span,
-                                          help="use f16 or f32, or the NumPy backend"))
-        if isinstance(node.attrs.get("body"), Graph):
-            _check_supported(node.attrs["body"])
-
-
 def _share_weight_transforms(em: OnnxEmitter, names: dict[int, str]) -> None:
     """One Transpose or Reshape per weight and shape, however many times the weight is used (a
     weight shared by 12 layers would otherwise be transformed 12 times). Initializers keep
@@ -260,10 +251,22 @@ def _lower_nodes(em: OnnxEmitter, graph: Graph, names: dict[int, str]) -> None:
     """Each node through its op's ONNX lowering; `names` maps value ids to tensor names."""
     for node in graph.nodes:
         em.prefix = f"{node.scope}/" if str(node.scope) else ""
-        outs = ops.get(node.op).onnx(em, node, [names[v.id] for v in node.inputs])
+        outs = _lower_node(em, node, [names[v.id] for v in node.inputs])
         for v, o in zip(node.outputs, outs):
             names[v.id] = o
     em.prefix = ""
+
+
+def _lower_node(em: OnnxEmitter, node, ins: list[str]) -> list[str]:
+    """A node on f16 or bf16 tensors computes in float32 between Casts (compiler/dtypes.py): the
+    NumPy reference's rule, and the only way onnxruntime's CPU provider runs bf16 arithmetic."""
+    if not computes_widened(node):
+        return ops.get(node.op).onnx(em, node, ins)
+    ins = [em.node("Cast", [x], to=TensorProto.FLOAT) if v.type.dtype in HALF_DTYPES else x
+           for v, x in zip(node.inputs, ins)]
+    outs = ops.get(node.op).onnx(em, widened(node), ins)
+    return [em.node("Cast", [o], to=ONNX_DTYPES[v.type.dtype]) if v.type.dtype in HALF_DTYPES else o
+            for v, o in zip(node.outputs, outs)]
 
 
 def _make_nodes(nodes: list, renames: Mapping[str, str]) -> list[onnx.NodeProto]:
@@ -283,7 +286,6 @@ def _dims(t: TensorType) -> list:
 def lower(graph: Graph, params: Mapping[str, np.ndarray], opset: int = DEFAULT_OPSET, target: str = "ort"
           ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The model without initializers, and the initializer arrays by name (for `write_model`)."""
-    _check_supported(graph)
     em = OnnxEmitter(graph, params, opset, target=target)
     names: dict[int, str] = {}
     for name, v in graph.inputs:

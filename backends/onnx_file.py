@@ -73,9 +73,9 @@ def data_name(model_path: str) -> str:
 
 def _write_embedded(f: BinaryIO, model: onnx.ModelProto, tensors: Mapping[str, np.ndarray]) -> None:
     pieces = []
-    for name, arr in tensors.items():
-        arr = _little_endian(arr)
-        head = _header(name, arr).SerializeToString()
+    for name, arr in tensors.items():  # made contiguous as each is written: one copy alive at a time
+        dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+        head = _header(name, np.empty(0, dtype), arr.shape).SerializeToString()
         body_len = len(head) + len(_field(_TENSOR_RAW_DATA, arr.nbytes)) + arr.nbytes
         pieces.append((head, arr, body_len))
     shell = onnx.ModelProto()
@@ -87,10 +87,11 @@ def _write_embedded(f: BinaryIO, model: onnx.ModelProto, tensors: Mapping[str, n
     f.write(_field(_MODEL_GRAPH, graph_len))
     f.write(graph_bytes)
     for head, arr, body_len in pieces:
+        arr = _little_endian(arr)
         f.write(_field(_GRAPH_INITIALIZER, body_len))
         f.write(head)
         f.write(_field(_TENSOR_RAW_DATA, arr.nbytes))
-        f.write(memoryview(arr.reshape(-1)).cast("B") if arr.size else b"")
+        f.write(memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")  # bytes: bfloat16 has no buffer format
 
 
 def _write_external(model_f: BinaryIO, data_f: BinaryIO, location: str, model: onnx.ModelProto,
@@ -103,7 +104,7 @@ def _write_external(model_f: BinaryIO, data_f: BinaryIO, location: str, model: o
         t = _header(name, arr)
         _external(t, location, offset, arr.nbytes)
         shell.graph.initializer.append(t)
-        data_f.write(memoryview(arr.reshape(-1)).cast("B") if arr.size else b"")
+        data_f.write(memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"")  # bytes: bfloat16 has no buffer format
         offset += arr.nbytes
         pad = -offset % 4096  # page-aligned offsets let onnxruntime map tensors directly
         data_f.write(b"\0" * pad)

@@ -14,6 +14,7 @@ from typing import Optional
 
 from .diagnostics import CompileError, Diagnostic, SourceCache, render
 from .driver import UsageError
+from .dtypes import DTYPE_CHOICES
 from .files import write_bytes
 
 
@@ -24,6 +25,9 @@ def _common(p: argparse.ArgumentParser, weights: bool = True) -> None:
     p.add_argument("--max-params", type=int, default=None, metavar="N",
                    help="refuse models with more than N parameter elements, or any value larger "
                         "(default 2**32), before allocating anything")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="f32",
+                   help="read every f32 the model names (inputs, outputs, parameters, casts) as this dtype; "
+                        "f16 and bf16 ops compute in f32 and round their results (default f32)")
     if weights:
         p.add_argument("--weights", metavar="FILE", help=".safetensors or .npz file, bound by parameter name")
         p.add_argument("--seed", type=int, default=0, help="seed for parameter initializers (default 0)")
@@ -93,12 +97,33 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.html|OUT.dot|OUT.mmd",
                    help="the format follows the extension")
     p.add_argument("--depth", type=int, default=1, metavar="N",
-                   help="block levels drawn open; deeper blocks are one box each (default 1)")
+                   help="block levels drawn open (a scan's body is one); deeper blocks are one box each "
+                        "(default 1)")
     p.add_argument("--expand", action="append", default=[], metavar="BLOCK",
-                   help="open this block (name or instance path) at any depth (repeatable)")
+                   help="open this block (name or instance path, `scan seq` for a scan) at any depth "
+                        "(repeatable)")
     p.add_argument("--no-sizes", action="store_true", help="label wires with axis names only")
     p.add_argument("--unroll", action="store_true", help="draw every copy of a repeat instead of one marked × N")
     _passes(p, default_level=0)
+
+    p = sub.add_parser("summary", help="parameters, multiply-accumulates and outputs per block",
+                       description="A table per block: parameters, multiply-accumulates per inference (at the sizes "
+                                   "--set gives; a formula in the sizes left open) and output types.")
+    _common(p, weights=False)
+    p.add_argument("--depth", type=int, default=2, metavar="N", help="block levels listed (default 2)")
+    _passes(p, default_level=0)
+
+    p = sub.add_parser("sweep", help="compile every variant of a grid of sizes and measure each",
+                       description="Compile each combination of the --grid values and print its parameters, "
+                                   "multiply-accumulates, peak activation memory, compile time and onnxruntime "
+                                   "latency; variants the compiler refuses are reported and the sweep goes on.")
+    _common(p, weights=False)
+    p.add_argument("--grid", nargs="+", action="extend", required=True, metavar="NAME=V1,V2",
+                   help="values to try for an axis size or constant (several names: every combination)")
+    p.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV")
+    p.add_argument("--runs", type=int, default=10, metavar="N",
+                   help="onnxruntime runs per variant, the median reported (0: no latency; default 10)")
+    _passes(p)
     return parser
 
 
@@ -106,7 +131,7 @@ def _load(args, sources, after=None):
     """Parse and type-check `args.file`, then optimise it as the -O options say; warnings go to
     stderr and never change the exit code."""
     from .driver import load_graph, parse_sets
-    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args))
+    graph = load_graph(args.file, sources, parse_sets(args.set), max_params=_budget(args), float_dtype=args.dtype)
     for w in graph.warnings:
         print(render(w, sources), file=sys.stderr)
     if hasattr(args, "level"):
@@ -176,18 +201,19 @@ def cmd_emit_numpy(args, sources) -> int:
 def cmd_compile(args, sources) -> int:
     from archlang.backends.onnx_export import compile_to_file
     from .driver import load_params
+    from .weights_fold import fold_parameters  # weight arithmetic the passes wrote (fold-batchnorm), computed now
     start = time.perf_counter()
     opset = _opset(args.opset)
     if args.weights_link and not args.weights:
         raise UsageError("--weights-link refers to the tensors of --weights W.safetensors; give --weights")
     graph = _load(args, sources)
     if not args.weights_link:
-        params = load_params(graph, args.weights, args.seed)
+        params = fold_parameters(graph, load_params(graph, args.weights, args.seed))
         model = compile_to_file(graph, params, args.output, opset, check=not args.no_check, target=args.target)
     else:
         from archlang.backends.onnx_file import linking
         from .weights import load_weights
-        params = load_weights(graph, args.weights, link=True)
+        params = fold_parameters(graph, load_weights(graph, args.weights, link=True), slices=False)
         with linking(args.weights) as link:
             model = compile_to_file(graph, params, args.output, opset, check=not args.no_check, target=args.target)
         print(f"weights: {link.linked + link.transposed} tensors linked in {os.path.basename(args.weights)} "
@@ -199,37 +225,6 @@ def cmd_compile(args, sources) -> int:
     print(f"wrote {args.output} ({len(model.graph.node)} nodes, opset {opset}) in {time.perf_counter() - start:.2f} s",
           file=sys.stderr)
     return 0
-
-
-def _index_bound(graph, value) -> int:
-    """Integer inputs used as indices stay inside every table they index."""
-    bounds = [n.inputs[0].type.axis(n.attrs["axis"]).size.value for n in graph.nodes
-              if n.op == "gather" and n.inputs[1] is value]
-    return max(1, min([b for b in bounds if b] or [2]))
-
-
-def _random_inputs(graph, seed: int) -> dict:
-    import numpy as np
-    from archlang.backends.numpy_codegen import _np_dtype
-    rng = np.random.default_rng(seed)
-    symbols = {s: 2 if i == 0 else 8 for i, s in enumerate(sorted(graph.symbols))}
-    out = {}
-    for name, v in graph.inputs:
-        shape = []
-        for a in v.type.axes:
-            if a.size.is_static:
-                shape.append(a.size.value)
-            else:
-                from archlang.backends.numpy_codegen import eval_size
-                shape.append(eval_size(a.size, symbols))
-        dtype = _np_dtype(v.type.dtype)
-        if v.type.dtype == "bool":
-            out[name] = rng.random(shape) < 0.5
-        elif dtype.startswith(("int", "uint")):
-            out[name] = rng.integers(0, _index_bound(graph, v), shape).astype(dtype)
-        else:
-            out[name] = rng.standard_normal(shape).astype(dtype)
-    return out
 
 
 def cmd_run(args, sources) -> int:
@@ -253,7 +248,8 @@ def cmd_run(args, sources) -> int:
             raise CompileError(Diagnostic(f"{args.inputs}: no model input named {', '.join(sorted(unknown))}; "
                                           f"inputs are {', '.join(n for n, _ in graph.inputs)}", None))
     else:
-        inputs = _random_inputs(graph, args.seed)
+        from .driver import random_inputs
+        inputs = random_inputs(graph, args.seed)
     from archlang.backends.numpy_codegen import check_inputs
     check_inputs(graph, inputs)
     if args.backend == "numpy":
@@ -262,7 +258,8 @@ def cmd_run(args, sources) -> int:
     else:
         import onnxruntime as ort
         from archlang.backends.onnx_export import to_onnx
-        model = to_onnx(graph, params, _opset(args.opset), args.target)
+        from archlang.backends.onnx_half_io import float32_io
+        model = float32_io(to_onnx(graph, params, _opset(args.opset), args.target))  # NumPy has no bfloat16
         from archlang.backends.numpy_codegen import RunError
         try:
             session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -294,8 +291,41 @@ def cmd_render(args, sources) -> int:
     return 0
 
 
+def cmd_summary(args, sources) -> int:
+    from .summary import format_summary, summarize
+    if args.depth < 0:
+        raise UsageError("--depth must be 0 or more")
+    sys.stdout.write(format_summary(summarize(_load(args, sources), args.depth)))
+    return 0
+
+
+def cmd_sweep(args, sources) -> int:
+    from .driver import parse_sets
+    from .sweep import format_table, parse_grid, sweep, to_csv
+    grid = parse_grid(args.grid)
+    if args.runs < 0:
+        raise UsageError("--runs must be 0 or more")
+
+    def progress(done: int, total: int, sets: dict) -> None:
+        where = " ".join(f"{k}={v}" for k, v in sets.items())
+        line = f"[{done}/{total}] " + (f"compiling {where}" if done < total else "done")
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K" + line + ("\n" if done == total else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    results = sweep(args.file, grid, parse_sets(args.set), args.level, args.runs, progress,
+                    args.passes, args.disable_pass)
+    sys.stdout.write(format_table(grid, results))
+    if args.csv:
+        write_bytes(args.csv, to_csv(grid, results).encode())
+    return 1 if any(v.error for v in results) else 0
+
+
 COMMANDS = {"check": cmd_check, "compile": cmd_compile, "run": cmd_run, "emit-numpy": cmd_emit_numpy, "ir": cmd_ir,
-            "passes": cmd_passes, "render": cmd_render}
+            "passes": cmd_passes, "render": cmd_render,
+            "summary": cmd_summary, "sweep": cmd_sweep}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

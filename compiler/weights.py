@@ -35,7 +35,6 @@ def initialize(spec: ParamSpec, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
     shape = _shape(spec)
     kind, args, kwargs = spec.init
-    dtype = numpy_dtype(spec.type.dtype)
     fan_in, fan_out = _fans(spec, kwargs.get("fan_in"))
     if kind == "zeros":
         out = np.zeros(shape)
@@ -56,7 +55,18 @@ def initialize(spec: ParamSpec, seed: int) -> np.ndarray:
         out = rng.standard_normal(shape, dtype=np.float32) * np.float32(math.sqrt(2.0 / fan_in))
     else:
         raise ValueError(kind)
-    return np.require(out.astype(dtype, copy=False), requirements="C")
+    return np.require(stored_as(out, spec.type.dtype), requirements="C")
+
+
+def stored_as(array: np.ndarray, dtype: str) -> np.ndarray:
+    """A parameter's array as the backends hold it: in its dtype, except bf16, which NumPy lacks:
+    float32 holding bfloat16 values (rounded to nearest even)."""
+    if dtype != "bf16":
+        return array.astype(numpy_dtype(dtype), copy=False)
+    if array.dtype.name == "bfloat16":
+        return array.astype(np.float32)
+    import ml_dtypes
+    return array.astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
 def initialize_all(graph: Graph, seed: int) -> dict[str, np.ndarray]:
@@ -104,7 +114,7 @@ def bind_weights(graph: Graph, weights: WeightsFile, contiguous: bool = True) ->
         if tuple(shape) != want:
             misshaped.append(f"{key}: expected {list(want)}, found {list(shape)}")
         elif dtype != numpy_dtype(spec.type.dtype).name and not (
-                spec.type.dtype in FLOAT_DTYPES and dtype in ("float16", "float32", "float64")):
+                spec.type.dtype in FLOAT_DTYPES and dtype in ("float16", "bfloat16", "float32", "float64")):
             wrong_dtype.append(f"{key}: expected {spec.type.dtype}, found {dtype}")
         else:
             wanted[name] = spec
@@ -121,7 +131,9 @@ def bind_weights(graph: Graph, weights: WeightsFile, contiguous: bool = True) ->
         raise CompileError(Diagnostic("\n".join(lines), None))
     out = {}
     for name, spec in wanted.items():
-        arr = weights.load(spec.source_name).astype(numpy_dtype(spec.type.dtype), copy=False)
+        arr = weights.load(spec.source_name)
+        if contiguous or not (spec.type.dtype == "bf16" and arr.dtype.name == "bfloat16"):
+            arr = stored_as(arr, spec.type.dtype)  # (for --weights-link a bf16 tensor stays as stored)
         out[name] = from_stored(spec, arr, contiguous)
     return out
 

@@ -23,6 +23,14 @@ SAFETENSORS_DTYPES = {
 }
 
 
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a stored tensor; bfloat16 is ml_dtypes' (numpy has none)."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
 class WeightsFile:
     """`entries`: name -> (shape, dtype name), from headers only; `load(name)` reads one tensor."""
 
@@ -75,10 +83,10 @@ def _open_safetensors(path: str) -> WeightsFile:
 
     def load(name: str) -> np.ndarray:
         shape, dtype = entries[name]
-        if name not in spans:  # a dtype numpy lacks (bf16): safetensors converts it
+        if name not in spans:  # a dtype archc does not know: safetensors converts it
             return f.get_tensor(name)
         start, end = spans[name]
-        return mapped[start:end].view(np.dtype(dtype).newbyteorder("<")).reshape(shape)
+        return mapped[start:end].view(numpy_dtype(dtype).newbyteorder("<")).reshape(shape)
 
     return WeightsFile(path, entries, load, lambda: handle.__exit__(None, None, None))
 
@@ -94,10 +102,10 @@ def _safetensors_spans(path: str, entries: dict[str, tuple[tuple[int, ...], str]
         header = json.loads(f.read(header_len))
     spans = {}
     for name, (shape, dtype) in entries.items():
-        if dtype not in SAFETENSORS_DTYPES.values() or dtype == "bfloat16":
+        if dtype not in SAFETENSORS_DTYPES.values():
             continue
         begin, end = header[name]["data_offsets"]
-        if end - begin != math.prod(shape) * np.dtype(dtype).itemsize:
+        if end - begin != math.prod(shape) * numpy_dtype(dtype).itemsize:
             raise fail(path, f"tensor `{name}` holds {end - begin} bytes, not what its shape needs")
         spans[name] = (8 + header_len + begin, 8 + header_len + end)
     return spans

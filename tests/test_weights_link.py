@@ -207,3 +207,38 @@ def test_unaligned_offsets_load(archc, tmp_path):
     x = INPUTS["x"]
     (y,) = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(y, x @ w.T + x @ v, rtol=1e-6)
+
+
+def test_slices_of_a_packed_weight_stay_linked(archc, tmp_path):
+    """-O2 slices a packed qkv weight per projection (unstack-linear): linked, the slices are
+    Gathers of the stored tensor in the graph (nothing copied); embedded, they are stored apart."""
+    path = tmp_path / "unstack.arch"
+    path.write_text("""
+axis batch
+axis three = 3, heads = 2, head = 4, embed = 5
+model U(e: f32[batch, embed]) -> (y: f32[batch, heads, head]) {
+  param m: [three, heads, head] from "m" as [(three, heads, head)]
+  param qkv: [embed, three, heads, head] from "attn.qkv" as [(three, heads, head), embed]
+  q, k, v = unstack(e @ qkv + m over three)
+  return q * k + v
+}
+""")
+    weights = tmp_path / "u.safetensors"
+    save_file({k: TENSORS[k] for k in ("m", "attn.qkv")}, str(weights))
+    done = archc("compile", path, "-o", tmp_path / "linked.onnx", "--weights", weights, "--weights-link")
+    assert done.returncode == 0, done.stderr
+    assert "2 tensors linked in u.safetensors (1 through a Transpose)" in done.stderr
+    linked = onnx.load(str(tmp_path / "linked.onnx"), load_external_data=False)
+    inline = [t for t in linked.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    assert all(np.prod(t.dims) <= 3 for t in inline)  # indices and shapes: no weight bytes copied
+    embedded = archc("compile", path, "-o", tmp_path / "embedded.onnx", "--weights", weights)
+    assert embedded.returncode == 0, embedded.stderr
+    m = onnx.load(str(tmp_path / "embedded.onnx"))
+    assert {"qkv.folded", "qkv.folded2", "qkv.folded3"} <= {t.name for t in m.graph.initializer}
+    feed = {"e": INPUTS["e"]}
+    got = [ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+           for f in ("linked.onnx", "embedded.onnx")]
+    np.testing.assert_array_equal(got[0], got[1])
+    qkv = TENSORS["attn.qkv"].reshape(3, 2, 4, 5)
+    q, k, v = (np.einsum("be,hde->bhd", INPUTS["e"], qkv[i]) + TENSORS["m"].reshape(3, 2, 4)[i] for i in range(3))
+    np.testing.assert_allclose(got[0], q * k + v, rtol=1e-5, atol=1e-5)

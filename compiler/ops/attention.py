@@ -24,7 +24,7 @@ from typing import Optional
 from ..axes import FLOAT_DTYPES, Axis, Size, TensorType
 from ..diagnostics import error
 from .contract import contract_axes
-from .registry import OpDef, register, require_axes, same_dtype
+from .registry import OpDef, macs_over, register, require_axes, same_dtype
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ class Attention(OpDef):
     name, surface = "attention", False
     summary = ("fused attention made by the `fuse-attention` pass: scaled scores over `depth`, additive bias, "
                "causal mask, softmax over `key`, weighted sum of values")
+
+    def macs(self, node):
+        q, k, v = (x.type for x in node.inputs[:3])
+        return macs_over(q, k) + macs_over(scores_type(q, k, tuple(node.attrs["depth"])), v)
 
     def infer(self, ins, attrs, span):
         q, k, v = ins[:3]

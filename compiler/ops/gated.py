@@ -16,7 +16,7 @@ from ..axes import FLOAT_DTYPES, Axis, Size, TensorType
 from ..diagnostics import error
 from .add_norm import stub
 from .contract import MATMUL_DTYPES, lower_contraction, matmul_plan
-from .registry import OpDef, get, register
+from .registry import OpDef, get, macs_over, register
 
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "sigmoid")
 
@@ -36,6 +36,9 @@ class GatedLinear(OpDef):
     name, surface = "gated_linear", False
     summary = "a gated dense layer `act(x @ w_gate) * (x @ w_up)` over `axes` (made by fuse-gated-mlp)"
     example = "h = gated_linear(x, w_gate, w_up; axes=(embed,), act=silu)"
+
+    def macs(self, node):
+        return Size.of(2) * macs_over(node.inputs[0].type, node.inputs[1].type)
 
     def infer(self, ins, attrs, span):
         if len(ins) != 3:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..axes import FLOAT_DTYPES, INT_DTYPES, TensorType
 from ..diagnostics import error
 from .contract import MATMUL_DTYPES, contract_axes, einsum_spec, lower_contraction, matmul_plan
-from .registry import OpDef, check_same_sizes, register, require_axes, same_dtype
+from .registry import OpDef, check_same_sizes, macs_over, register, require_axes, same_dtype
 
 # How `linear` lowers to ONNX: "matmul-add" (MatMul, Add) or "gemm" (x reshaped to 2-D,
 # Gemm with the bias, reshaped back). Measured (ms, min of 5 interleaved rounds, seq 128,
@@ -39,6 +39,9 @@ class Linear(OpDef):
     name, surface = "linear", False
     summary = "a dense layer `x @ w + b` over the axes `w` shares with `x` (made by the fuse-linear pass)"
     example = "y = linear(x, w, b; axes=(embed,))"
+
+    def macs(self, node):
+        return macs_over(node.inputs[0].type, node.inputs[1].type)
 
     def infer(self, ins, attrs, span):
         if len(ins) not in (2, 3):

@@ -10,7 +10,8 @@ saved with safetensors; `archc compile --weights` binds that file and the torch 
 loads it, so every ONNX file computes the same function (the max abs difference from
 torch's own output is printed as a check; archc's gpt2/bert output is the last hidden state).
 
-1. Compile time: the whole `archc compile ... -O2` process and the in-process compile
+1. Compile time: the whole `archc compile ... -O2` process (wall, and its CPU time, which
+   other load on a shared machine inflates less) and the in-process compile
    (`archlang.compiler.cli.main`, after a warm-up), medians of --runs, against the
    `torch.onnx.export(..., dynamo=True)` call alone in a fresh process (imports and model
    construction reported apart).
@@ -121,9 +122,12 @@ def export_main(name: str, weights: str, out: str, batch: int) -> None:
 # ---- measuring -------------------------------------------------------------------------
 
 def run_timed(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
+    import resource
+    start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run_timed.cpu = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime  # the child's CPU seconds
     if done.returncode != 0:
         raise RuntimeError(f"exit {done.returncode}: {(done.stderr.strip().splitlines() or ['?'])[-1][:150]}")
     return elapsed, done.stdout
@@ -227,7 +231,11 @@ def bench_model(name: str, args, tmp: Path, log) -> dict:
                 r["compile"]["archc in-process"] = median(times)
     try:
         cmd = [sys.executable, "-m", "archlang.compiler.cli", *compile_args(2, str(tmp / f"{name}.O2b.onnx"))]
-        r["compile"]["archc process"] = median([run_timed(cmd)[0] for _ in range(args.runs)])
+        walls, cpus = [], []
+        for _ in range(args.runs):
+            walls.append(run_timed(cmd)[0])
+            cpus.append(run_timed.cpu)
+        r["compile"]["archc process"], r["compile"]["archc process cpu"] = median(walls), median(cpus)
     except RuntimeError as e:
         r["compile"]["archc process"] = f"failed ({e})"
 
@@ -324,15 +332,16 @@ def ratio(a, b) -> str:
 
 def print_tables(results: dict, args) -> None:
     print(f"\n### Compile time (median of {args.runs}; ratio = torch export call / archc)\n")
-    print("| model | archc -O2 (process) | archc -O2 (in-process) | torch.onnx.export call | torch imports + build "
-          "| torch / archc process | torch / archc in-process |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | archc -O2 (process) | its CPU (user + sys) | archc -O2 (in-process) | torch.onnx.export call "
+          "| torch imports + build | torch / archc process | torch / archc in-process |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         c = r["compile"]
         imp = c.get("torch imports"), c.get("torch model build")
         imp = f"{imp[0]:.1f} s + {imp[1]:.1f} s" if None not in imp else "n/a"
         t = c.get("torch export call", "n/a")
-        print(f"| {name} | {fmt_s(c.get('archc process', 'n/a'))} | {fmt_s(c.get('archc in-process', 'n/a'))} "
+        print(f"| {name} | {fmt_s(c.get('archc process', 'n/a'))} | {fmt_s(c.get('archc process cpu', 'n/a'))} "
+              f"| {fmt_s(c.get('archc in-process', 'n/a'))} "
               f"| {fmt_s(t)} | {imp} | {ratio(t, c.get('archc process'))} | {ratio(t, c.get('archc in-process'))} |")
 
     bs = args.batches

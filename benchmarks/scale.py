@@ -3,8 +3,9 @@ over depth: examples/gpt2.arch with embed 1600 and 25 heads, at 12, 24 and 48 la
 
     python benchmarks/scale.py [--layers 12,24,48] [--weights] [--runs 1]
 
-Each compile is a fresh `archc compile` process; its wall time and peak resident memory
-(the child's ru_maxrss) are reported against the bytes of its weights. Without
+Each compile is a fresh `archc compile` process; its wall time, CPU time (user + sys: what
+the compile costs, less sensitive than wall time to other load on a shared machine) and
+peak resident memory (the child's ru_maxrss) are reported against the bytes of its weights. Without
 `--weights` the weights are drawn by archc's initializers; with it, transformers'
 GPT2Model of the same size (random weights, the parity extra) is saved as safetensors
 first and compiled twice: copied into the model's external data, and with
@@ -31,8 +32,9 @@ import json, resource, subprocess, sys, time
 t = time.perf_counter()
 done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 wall = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"wall": wall, "peak": peak, "code": done.returncode, "err": done.stderr[-1500:]}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak": usage.ru_maxrss * 1024,
+                  "code": done.returncode, "err": done.stderr[-1500:]}))
 """
 
 
@@ -66,8 +68,9 @@ def weight_bytes(layers: int) -> int:
 
 def row(label: str, layers: int, runs: list[dict], nbytes: int) -> str:
     wall = statistics.median(r["wall"] for r in runs)
+    cpu = statistics.median(r["cpu"] for r in runs)
     peak = max(r["peak"] for r in runs)
-    return (f"| {label} | {layers} | {nbytes / 4e9:.2f}B | {wall:.2f} s | {peak / 2**30:.2f} GiB | "
+    return (f"| {label} | {layers} | {nbytes / 4e9:.2f}B | {wall:.2f} s | {cpu:.2f} s | {peak / 2**30:.2f} GiB | "
             f"{peak / nbytes:.2f}x |")
 
 
@@ -79,23 +82,31 @@ def main() -> None:
     args = ap.parse_args()
     archc = [sys.executable, "-m", "archlang.compiler.cli", "compile", str(GPT2), *XL]
     print(f"# archc compile of GPT-2-XL-sized models ({os.cpu_count()} cores)\n")
-    print("| weights | layers | parameters | wall (median) | peak RSS | peak / weight bytes |")
-    print("|---|---|---|---|---|---|")
+    print("| weights | layers | parameters | wall (median) | CPU, user + sys | peak RSS | peak / weight bytes |")
+    print("|---|---|---|---|---|---|---|")
     for layers in [int(x) for x in args.layers.split(",")]:
         depth = ["--set", f"layers={layers}"]
         with tempfile.TemporaryDirectory() as tmp:
             out = str(Path(tmp) / "model.onnx")
-            runs = [measure(archc + depth + ["-o", out]) for _ in range(args.runs)]
+            runs = [measure(archc + depth + ["-o", clear(out)]) for _ in range(args.runs)]
             print(row("drawn by archc", layers, runs, weight_bytes(layers)), flush=True)
             if args.weights:
                 stored = Path(tmp) / "gpt2.safetensors"
                 nbytes = save_reference(layers, stored)
-                runs = [measure(archc + depth + ["--weights", str(stored), "-o", out]) for _ in range(args.runs)]
+                runs = [measure(archc + depth + ["--weights", str(stored), "-o", clear(out)]) for _ in range(args.runs)]
                 print(row("safetensors, copied", layers, runs, nbytes), flush=True)
-                runs = [measure(archc + depth + ["--weights", str(stored), "--weights-link", "-o", out])
+                runs = [measure(archc + depth + ["--weights", str(stored), "--weights-link", "-o", clear(out)])
                         for _ in range(args.runs)]
                 print(row("safetensors, `--weights-link`", layers, runs, nbytes), flush=True)
 
+
+def clear(out: str) -> str:
+    """`out` with the previous compile's files removed first, outside the timing: replacing a
+    6 GB file makes the kernel free its pages inside the compile's rename (seconds, measured:
+    the 5.7 s once reported for --weights-link at 48 layers were mostly that)."""
+    for path in (Path(out), Path(out + ".data")):
+        path.unlink(missing_ok=True)
+    return out
 
 if __name__ == "__main__":
     main()

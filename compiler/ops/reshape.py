@@ -120,6 +120,9 @@ class Merge(OpDef):
     def infer(self, ins, attrs, span):
         x = ins[0]
         p = x.position(attrs["axes"][0])
+        if x.names[p:p + len(attrs["axes"])] != tuple(attrs["axes"]):  # the builder transposes them together
+            raise error(f"`merge` needs {', '.join(attrs['axes'])} side by side in that order, not in "
+                        f"{x.describe()}", span)
         if x.has(attrs["into"].name) and attrs["into"].name not in attrs["axes"]:
             raise error(f"the tensor already has an axis `{attrs['into'].name}`", span)
         return [x.with_axes(x.axes[:p] + (attrs["into"],) + x.axes[p + len(attrs["axes"]):])]

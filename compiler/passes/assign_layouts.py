@@ -61,11 +61,39 @@ def _wants(v: Value, users: dict[int, list[Node]], depth: int = 0) -> set[tuple[
 
 
 def _retype(graph: Graph, start: int) -> None:
-    """Re-derive the output types of nodes from `start` on, from their operands' new orders."""
-    for node in graph.nodes[start:]:
+    """Re-derive the output types of nodes from `start` on, from their operands' new orders.
+    A `merge` needs its axes side by side: where the new order parts them, a transpose
+    brings them together again (as the builder does for a merge written that way)."""
+    i = start
+    while i < len(graph.nodes):
+        node = graph.nodes[i]
+        if node.op == "merge" and not _adjacent(node.inputs[0].type.names, node.attrs["axes"]):
+            graph.nodes.insert(i, _bring_together(graph, node))
+            i += 1
         types = ops.get(node.op).infer([x.type for x in node.inputs], node.attrs, node.span)
         for out, t in zip(node.outputs, types):
             out.type = t
+        i += 1
+
+
+def _adjacent(names: tuple[str, ...], axes: tuple[str, ...]) -> bool:
+    p = names.index(axes[0])
+    return names[p:p + len(axes)] == tuple(axes)
+
+
+def _bring_together(graph: Graph, merge: Node) -> Node:
+    """A transpose putting `merge`'s axes together, in order, where the first of them is."""
+    x = merge.inputs[0]
+    axes = tuple(merge.attrs["axes"])
+    first = min(x.type.position(a) for a in axes)
+    rest = [a for a in x.type.names if a not in axes]
+    order = tuple(rest[:first]) + axes + tuple(rest[first:])
+    t = Node("transpose", [x], {"order": order}, [], merge.span, merge.scope)
+    out = graph.new_value(x.type.with_axes(x.type.axis(a) for a in order), x.hint)
+    out.producer = t
+    t.outputs.append(out)
+    merge.inputs = [out] + merge.inputs[1:]
+    return t
 
 
 def _swap_operands(graph: Graph, node: Node, index: int, last: tuple[str, ...]) -> bool:

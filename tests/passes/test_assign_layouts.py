@@ -97,3 +97,24 @@ def test_vit_keeps_one_layout_through_every_fused_block():
     after = load_graph(str(EXAMPLES / "vit.arch"), SourceCache(), sets)
     optimize(after, 2)
     assert onnx_transposes(before) >= 3 * 6 and onnx_transposes(after) <= 3
+
+
+def test_a_merge_gets_its_axes_back_together(write_arch):
+    """A group norm written as split, layer norm over (per_group, h), merge: moving the layer
+    norm's axes last parts `group` from `per_group`, so the merge is given a transpose that
+    brings them together again (the pass crashed here once)."""
+    path = write_arch("""
+axis batch
+axis c = 6, h = 5, w = 4, group = 2, per_group = 3
+model M(x: f32[batch, c, h, w]) -> f32[batch, c, h, w] {
+  return merge(layernorm(split(x, c -> (group, per_group)) over per_group, h), (group, per_group) -> c)
+}
+""")
+    before = load_graph(str(path), SourceCache(), {})
+    after = load_graph(str(path), SourceCache(), {})
+    assert optimize(after, only=["assign-layouts"]).counts() == {"layout transposes": 1}
+    merge = next(n for n in after.nodes if n.op == "merge")
+    assert merge.inputs[0].producer.op == "transpose"
+    x = np.random.default_rng(0).standard_normal((2, 6, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_graph(after, {}, {"x": x})["output"], run_graph(before, {}, {"x": x})["output"],
+                               rtol=1e-6, atol=1e-6)

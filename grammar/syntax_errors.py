@@ -92,25 +92,30 @@ def _previous_token(text: str, pos: int, file: str) -> tuple[Optional[str], Opti
     return token, ast.Span(file, line, col, line, col + len(token))
 
 
-def _unclosed(text: str) -> Optional[tuple[str, int, int]]:
-    """The innermost bracket left open at the end of the text, as (bracket, line, column)."""
-    stack: list[tuple[str, int, int]] = []
-    pairs = {")": "(", "]": "[", "}": "{"}
+def _code(text: str):
+    """(character, line, column) of each character outside comments and strings."""
     line, col, in_comment, in_string = 1, 0, False, False
     for ch in text:
         col += 1
         if ch == "\n":
             line, col, in_comment, in_string = line + 1, 0, False, False
+        elif in_comment:
             continue
-        if in_comment:
-            continue
-        if ch == '"':
+        elif ch == '"':
             in_string = not in_string
-        elif in_string:
-            continue
-        elif ch == "#":
-            in_comment = True
-        elif ch in "([{":
+        elif not in_string:
+            if ch == "#":
+                in_comment = True
+            else:
+                yield ch, line, col
+
+
+def _unclosed(text: str) -> Optional[tuple[str, int, int]]:
+    """The innermost bracket left open at the end of the text, as (bracket, line, column)."""
+    stack: list[tuple[str, int, int]] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for ch, line, col in _code(text):
+        if ch in "([{":
             stack.append((ch, line, col))
         elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
             stack.pop()
@@ -122,21 +127,9 @@ MAX_NESTING = 100
 
 def check_nesting(text: str, file: str) -> None:
     """Brackets nest at most MAX_NESTING deep: the tree walks are recursive."""
-    depth, line, col = 0, 1, 0
-    in_comment = in_string = False
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col, in_comment, in_string = line + 1, 0, False, False
-        elif in_comment:
-            continue
-        elif ch == '"':
-            in_string = not in_string
-        elif in_string:
-            continue
-        elif ch == "#":
-            in_comment = True
-        elif ch in "([{":
+    depth = 0
+    for ch, line, col in _code(text):
+        if ch in "([{":
             depth += 1
             if depth > MAX_NESTING:
                 raise SyntaxErrorReport(f"brackets nest more than {MAX_NESTING} deep here",

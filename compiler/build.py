@@ -16,7 +16,7 @@ from archlang.grammar import ast
 from . import ops
 from .axes import Axis, Size
 from .blocks import Blocks
-from .conditions import Conditions
+from .conditions import Conditions, defined_names
 from .declarations import Declarations
 from .expressions import Expressions
 from .diagnostics import CompileError, Diagnostic, did_you_mean, error, plural
@@ -204,7 +204,7 @@ class Builder(Declarations, Blocks, Scans, Conditions, Expressions):
                 raise CompileError(*self.errors, *e.diagnostics) from None
             except CompileError as e:
                 self.record(e)
-                for name in _defined_names(stmt):
+                for name in defined_names(stmt):
                     self.env.values[name] = Poison()
                     self.env.bindings[name] = Binding(None, "value", read=True)
         raise error(f"`{fn.name}` has no `return`", fn.span)
@@ -258,15 +258,6 @@ class Builder(Declarations, Blocks, Scans, Conditions, Expressions):
                             f"budget of {self.max_params:,}", span, "raise it with `--max-params N`")
         node = self.graph.add_node(op, inputs, attrs, out_types, span, self.scope)
         return node.outputs
-
-def _defined_names(stmt: ast.Stmt) -> list[str]:
-    if isinstance(stmt, ast.If):
-        return [n for s in stmt.then + stmt.otherwise for n in _defined_names(s)]
-    if isinstance(stmt, ast.ParamStmt):
-        return [stmt.name]
-    if isinstance(stmt, ast.Assign):
-        return list(stmt.targets)
-    return []
 
 
 def build_graph(program: Program, overrides: Optional[dict[str, str]] = None,

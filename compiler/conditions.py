@@ -88,13 +88,13 @@ class Conditions:
         except CompileError as e:
             self.record(e)
             for s in stmt.then + stmt.otherwise:
-                for name in _names(s):
+                for name in defined_names(s):
                     self.env.values[name] = Poison()
                     self.env.bindings[name] = Binding(None, "value", read=True)
             return []
         skipped = stmt.otherwise if cond.static else stmt.then
         for s in skipped:
-            for name in _names(s):
+            for name in defined_names(s):
                 self.untaken[(id(self.env), name)] = (self.env, stmt.condition.span)  # the env kept: ids stay unique
         return list(stmt.then if cond.static else stmt.otherwise)
 
@@ -124,9 +124,10 @@ class Conditions:
         return v
 
 
-def _names(stmt: ast.Stmt) -> list[str]:
+def defined_names(stmt: ast.Stmt) -> list[str]:
+    """The names a statement binds, in both branches of an `if`."""
     if isinstance(stmt, ast.If):
-        return [n for s in stmt.then + stmt.otherwise for n in _names(s)]
+        return [n for s in stmt.then + stmt.otherwise for n in defined_names(s)]
     if isinstance(stmt, ast.ParamStmt):
         return [stmt.name]
     if isinstance(stmt, ast.Assign):
